@@ -1,0 +1,91 @@
+/**
+ * ferry-gateway's configuration schema: the single source of truth for keys, defaults and their
+ * descriptions (docs/config-reference.md is generated from it). Unknown keys are rejected.
+ */
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { bytes, ms, listenAddress, logLevel, tlsFiles, loadConfigFile } from '../shared/config/index.js';
+
+export const HEADER_NAMES = ['agent', 'host', 'path', 'offset', 'seq'] as const;
+
+const topicPatterns = z.array(z.string().min(1)).describe('topic name patterns ("*" matches any run of characters)');
+
+const sasl = z.strictObject({
+  mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+  username: z.string(),
+  password: z.string(),
+});
+
+const kafka = z.strictObject({
+  brokers: z.array(z.string().min(1)).min(1).describe('bootstrap brokers, host:port'),
+  clientId: z.string().default('ferry-gateway'),
+  delivery: z.enum(['exactly-once', 'at-least-once']).default('exactly-once').describe('exactly-once: Kafka transactions plus a committed-chunk set; at-least-once: faster, may duplicate on redelivery'),
+  driver: z.enum(['kafkajs']).default('kafkajs').describe('the Kafka client behind the sink interface'),
+  headers: z.array(z.enum(HEADER_NAMES)).default([...HEADER_NAMES]).describe('which ferry.* headers each record carries'),
+  key: z.enum(['none', 'host', 'path']).default('none').describe('record key: none, the agent host, or the source path (keeps a file in one partition)'),
+  compression: z.enum(['none', 'gzip']).default('none'),
+  ssl: z.union([z.boolean(), tlsFiles]).default(false),
+  sasl: sasl.optional(),
+  transactionalIdPrefix: z.string().default('ferry-gateway').describe('exactly-once: transactional.id is <prefix>-<gateway id>'),
+  committedTopic: z.string().default('ferry.committed-chunks').describe('exactly-once: compacted topic holding the committed agentId/seq set'),
+  committedRetentionMs: ms().default(7 * 24 * 3600 * 1000).describe('exactly-once: how long a committed chunk id is remembered'),
+  maxBatchBytes: bytes({ min: 1024 }).default(900 * 1024).describe('a produce request holds at most this many bytes (keep under the broker message.max.bytes)'),
+  maxBatchRecords: z.number().int().min(1).default(10000),
+  lingerMs: ms().default(20).describe('wait this long for more chunks before producing a batch'),
+  requestTimeoutMs: ms({ min: 100 }).default(30000),
+  allowAutoTopicCreation: z.boolean().default(false),
+});
+
+const nats = z.strictObject({
+  servers: z.array(z.string().min(1)).min(1),
+  subjectPrefix: z.string().default('ferry.chunks').describe('agents publish chunks to <subjectPrefix>.<agentId>'),
+  heartbeatSubject: z.string().default('ferry.heartbeats'),
+  stream: z.string().default('FERRY_CHUNKS'),
+  consumer: z.string().default('ferry-gateway').describe('durable pull consumer shared by all gateways'),
+  maxBytes: bytes().or(z.literal(-1)).default(-1).describe('stream size limit (-1: unlimited)'),
+  maxAgeMs: ms().default(0).describe('stream message age limit (0: unlimited)'),
+  duplicateWindowMs: ms({ min: 1000 }).default(120000),
+  fetchBatch: z.number().int().min(1).max(10000).default(256).describe('messages fetched per pull'),
+  maxAckPending: z.number().int().min(1).default(4096),
+  ackWaitMs: ms({ min: 1000 }).default(30000),
+  deadLetterSubject: z.string().default('ferry.dead').describe('malformed chunks are republished here, then terminated'),
+  allowTopics: topicPatterns.default(['*']).describe('topics chunks arriving over NATS may target'),
+  user: z.string().optional(),
+  pass: z.string().optional(),
+  token: z.string().optional(),
+  nkeySeedFile: z.string().optional(),
+  credsFile: z.string().optional(),
+  tls: tlsFiles.optional(),
+});
+
+const token = z.union([
+  z.string().min(1),
+  z.strictObject({ token: z.string().min(1), allowTopics: topicPatterns.default(['*']), name: z.string().optional() }),
+]);
+
+const http = z.strictObject({
+  listen: listenAddress.default('0.0.0.0:8080'),
+  tokens: z.array(token).default([]).describe('bearer tokens accepted; none means no authentication'),
+  bodyLimitBytes: bytes({ min: 1024 }).default(16 * 1024 * 1024),
+  tls: tlsFiles.optional(),
+});
+
+export const gatewayConfigSchema = z
+  .strictObject({
+    id: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/).default(() => hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 128) || 'gateway').describe('instance id (default: the hostname); unique per gateway'),
+    log: z.strictObject({ level: logLevel.default('info') }).default({ level: 'info' }),
+    kafka,
+    nats: nats.optional(),
+    http: http.optional(),
+    monitor: z
+      .strictObject({ listen: listenAddress.default('0.0.0.0:9465').describe('/healthz, /readyz, /metrics, /v1/agents') })
+      .default({ listen: '0.0.0.0:9465' }),
+    shutdownTimeoutMs: ms({ min: 100 }).default(15000),
+  })
+  .refine((c) => c.nats !== undefined || c.http !== undefined, { message: 'at least one input must be set: nats or http', path: ['nats'] });
+
+export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
+
+export function loadGatewayConfig(file: string, env: NodeJS.ProcessEnv = process.env): Readonly<GatewayConfig> {
+  return loadConfigFile(gatewayConfigSchema, file, env);
+}

@@ -1,0 +1,112 @@
+/**
+ * Named error classes with stable `FERRY_*` codes. Callers check with `instanceof` or `code`,
+ * never by matching message text. Every class passes `cause` on.
+ */
+
+export type FerryErrorCode =
+  | 'FERRY_CONFIG_INVALID'
+  | 'FERRY_CONFIG_READ'
+  | 'FERRY_CHUNK_MALFORMED'
+  | 'FERRY_CHUNK_VERSION'
+  | 'FERRY_SPOOL_CORRUPT'
+  | 'FERRY_SPOOL_VERSION'
+  | 'FERRY_SPOOL_FULL'
+  | 'FERRY_TRANSPORT'
+  | 'FERRY_TOPIC_FORBIDDEN'
+  | 'FERRY_KAFKA'
+  | 'FERRY_SHUTDOWN_TIMEOUT'
+  | 'FERRY_USAGE';
+
+export class FerryError extends Error {
+  readonly code: FerryErrorCode;
+  constructor(code: FerryErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** One problem found in a config file, with the dotted path of the key it concerns. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends FerryError {
+  readonly issues: readonly ConfigIssue[];
+  readonly file: string | undefined;
+  constructor(issues: readonly ConfigIssue[], file?: string, options?: { cause?: unknown }) {
+    const where = file ? ` in ${file}` : '';
+    const list = issues.map((i) => `  - ${i.path || '(root)'}: ${i.message}`).join('\n');
+    super('FERRY_CONFIG_INVALID', `invalid configuration${where}:\n${list}`, options);
+    this.issues = issues;
+    this.file = file;
+  }
+}
+
+export class ConfigReadError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FERRY_CONFIG_READ', message, options);
+  }
+}
+
+/** A chunk that cannot be decoded: truncated, wrong magic, inconsistent lengths, bad header. */
+export class ChunkMalformedError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FERRY_CHUNK_MALFORMED', message, options);
+  }
+}
+
+/** A chunk written by a newer wire version than this process understands. */
+export class ChunkVersionError extends FerryError {
+  readonly version: number;
+  constructor(version: number) {
+    super('FERRY_CHUNK_VERSION', `unsupported chunk wire version ${version}; upgrade ferry-gateway`);
+    this.version = version;
+  }
+}
+
+export class SpoolCorruptError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FERRY_SPOOL_CORRUPT', message, options);
+  }
+}
+
+export class SpoolVersionError extends FerryError {
+  constructor(message: string) {
+    super('FERRY_SPOOL_VERSION', message);
+  }
+}
+
+export class TransportError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FERRY_TRANSPORT', message, options);
+  }
+}
+
+export class TopicForbiddenError extends FerryError {
+  readonly topic: string;
+  constructor(topic: string, message?: string) {
+    super('FERRY_TOPIC_FORBIDDEN', message ?? `topic "${topic}" is not allowed for this sender`);
+    this.topic = topic;
+  }
+}
+
+export class KafkaError extends FerryError {
+  readonly retriable: boolean;
+  constructor(message: string, retriable: boolean, options?: { cause?: unknown }) {
+    super('FERRY_KAFKA', message, options);
+    this.retriable = retriable;
+  }
+}
+
+export class UsageError extends FerryError {
+  constructor(message: string) {
+    super('FERRY_USAGE', message);
+  }
+}
+
+/** Message of any thrown value, for logs. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
