@@ -24,7 +24,7 @@ export function parseCommand(argv: string[], options: ParseArgsConfig['options']
   if (!commands.includes(command)) throw new UsageError(`unknown command "${command}"`);
   try {
     const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
-    return { command, values: values as ParsedCommand['values'] };
+    return { command, values };
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }

@@ -1,0 +1,35 @@
+/**
+ * The sink contract: the inputs (JetStream, HTTP) hand decoded chunks to a sink and learn the
+ * outcome; the sink decides nothing about retries. A driver (kafkajs today) sits behind it so
+ * another can be added without touching the inputs.
+ *
+ * Invariant: `ok` is returned only after Kafka has acknowledged every record of every chunk of
+ * the call (acks=-1; in exactly-once mode, after the transaction committed). `duplicate` is a
+ * kind of ok: the chunk's id was already committed and nothing was produced.
+ */
+import type { DecodedChunk } from '../../shared/chunk/codec.js';
+
+export type SinkOutcome =
+  | { kind: 'ok'; duplicate: boolean }
+  /** transient: Kafka unavailable, timeout, not enough replicas; try again later */
+  | { kind: 'retry'; error: Error; retryAfterMs?: number }
+  /** permanent for this chunk: forbidden or unknown topic, record too large; never retry as is */
+  | { kind: 'fatal'; error: Error };
+
+export interface SinkChunk {
+  chunk: DecodedChunk;
+  /** which credential sent it (HTTP token name, or "nats"), for the topic policy and metrics */
+  source: string;
+}
+
+export interface Sink {
+  start(): Promise<void>;
+  /**
+   * Produces the chunks. Outcomes are per chunk, in the order given. Callers may call `send`
+   * concurrently; the sink batches calls together (linger) to keep the hot path per batch.
+   */
+  send(chunks: readonly SinkChunk[]): Promise<SinkOutcome[]>;
+  /** Flushes in-flight work and disconnects within the deadline (ms since epoch). */
+  stop(deadlineMs: number): Promise<void>;
+  health(): { ready: boolean; detail: string };
+}
