@@ -1,0 +1,147 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  encodeChunk,
+  decodeChunk,
+  decodeChunkHeader,
+  chunkId,
+  RecordFlag,
+  type ChunkHeader,
+  type RecordEntry,
+} from '../../../shared/chunk/codec.js';
+import { ChunkMalformedError, ChunkVersionError } from '../../../shared/errors.js';
+
+function header(over: Partial<ChunkHeader> = {}): ChunkHeader {
+  return {
+    agentId: 'web-01',
+    seq: 7,
+    host: 'web-01.example',
+    path: '/var/log/app/a.log',
+    topic: 'app-logs',
+    file: { dev: '2049', ino: '1234567', fingerprint: 'ab12' },
+    offsetStart: 100,
+    offsetEnd: 100,
+    lineCount: 0,
+    readAtMs: 1_700_000_000_000,
+    ...over,
+  };
+}
+
+/** Builds a chunk the way the tailer does: consecutive newline-terminated lines. */
+function linesChunk(lines: Buffer[], offsetStart = 0, over: Partial<ChunkHeader> = {}): Buffer {
+  const entries: RecordEntry[] = lines.map((l, i) => ({ gap: i === 0 ? 0 : 1, length: l.length, flags: 0 }));
+  const consumed = lines.reduce((n, l) => n + l.length + 1, 0);
+  return encodeChunk(header({ offsetStart, offsetEnd: offsetStart + consumed, lineCount: lines.length, ...over }), entries, lines);
+}
+
+describe('chunk codec', () => {
+  it('round-trips lines with their file offsets', () => {
+    const lines = [Buffer.from('first'), Buffer.from(''), Buffer.from('third line')];
+    const decoded = decodeChunk(linesChunk(lines, 1000));
+    assert.equal(decoded.header.seq, 7);
+    assert.equal(decoded.header.lineCount, 3);
+    assert.deepEqual(
+      decoded.records.map((r) => [r.offset, r.value.toString()]),
+      [
+        [1000, 'first'],
+        [1006, ''],
+        [1007, 'third line'],
+      ],
+    );
+    assert.equal(decoded.dataBytes, 15);
+  });
+
+  it('carries invalid UTF-8 and binary bytes unchanged', () => {
+    const binary = Buffer.from([0xff, 0xfe, 0x00, 0xc3, 0x28, 0x0d, 0x80]);
+    const decoded = decodeChunk(linesChunk([binary]));
+    assert.deepEqual(decoded.records[0]!.value, binary);
+  });
+
+  it('keeps record flags and explicit gaps for split and truncated lines', () => {
+    const entries: RecordEntry[] = [
+      { gap: 0, length: 4, flags: RecordFlag.Truncated },
+      { gap: 20, length: 3, flags: RecordFlag.Continues },
+      { gap: 0, length: 2, flags: 0 },
+    ];
+    const buf = encodeChunk(header({ offsetStart: 0, offsetEnd: 30, lineCount: 3 }), entries, Buffer.from('aaaabbbcc'));
+    const d = decodeChunk(buf);
+    assert.deepEqual(
+      d.records.map((r) => [r.offset, r.value.toString(), r.flags]),
+      [
+        [0, 'aaaa', RecordFlag.Truncated],
+        [24, 'bbb', RecordFlag.Continues],
+        [27, 'cc', 0],
+      ],
+    );
+  });
+
+  it('reads the header alone without touching the records', () => {
+    const { header: h } = decodeChunkHeader(linesChunk([Buffer.from('x')]));
+    assert.equal(chunkId(h.agentId, h.seq), 'web-01/7');
+  });
+
+  it('refuses to encode data that does not match the record lengths', () => {
+    assert.throws(() => encodeChunk(header({ lineCount: 1 }), [{ gap: 0, length: 3, flags: 0 }], Buffer.from('ab')), RangeError);
+  });
+
+  it('rejects a chunk from a newer wire version with a version error', () => {
+    const buf = linesChunk([Buffer.from('x')]);
+    buf[4] = 9;
+    assert.throws(() => decodeChunk(buf), ChunkVersionError);
+  });
+
+  it('rejects wrong magic, bad header JSON and invalid header fields with a message naming the field', () => {
+    const good = linesChunk([Buffer.from('x')]);
+    const wrongMagic = Buffer.from(good);
+    wrongMagic[0] = 0x00;
+    assert.throws(() => decodeChunk(wrongMagic), /wrong magic/);
+    assert.throws(() => decodeChunk(linesChunk([Buffer.from('x')], 0, { topic: 'bad topic!' })), /header\.topic/);
+    assert.throws(() => decodeChunk(linesChunk([Buffer.from('x')], 0, { seq: 0 })), /header\.seq/);
+    assert.throws(() => decodeChunk(linesChunk([Buffer.from('x')], 0, { agentId: '../etc' })), /header\.agentId/);
+    const badJson = Buffer.concat([good.subarray(0, 10), Buffer.from('{'.padEnd(good.readUInt32BE(6), ' ')), good.subarray(10 + good.readUInt32BE(6))]);
+    assert.throws(() => decodeChunk(badJson), /not valid JSON/);
+  });
+
+  it('rejects records that run past header.offsetEnd', () => {
+    const buf = encodeChunk(header({ offsetStart: 0, offsetEnd: 2, lineCount: 1 }), [{ gap: 0, length: 5, flags: 0 }], Buffer.from('abcde'));
+    assert.throws(() => decodeChunk(buf), /past header\.offsetEnd/);
+  });
+
+  it('never throws anything but a chunk error on truncated or corrupted input', () => {
+    const good = linesChunk([Buffer.from('alpha'), Buffer.from('beta'), Buffer.from('gamma')]);
+    fc.assert(
+      fc.property(
+        fc.nat({ max: good.length }),
+        fc.array(fc.tuple(fc.nat({ max: good.length - 1 }), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+        (cut, flips) => {
+          const b = Buffer.from(good.subarray(0, cut));
+          for (const [at, v] of flips) if (at < b.length) b[at] = v;
+          try {
+            decodeChunk(b);
+          } catch (err) {
+            assert.ok(err instanceof ChunkMalformedError || err instanceof ChunkVersionError, String(err));
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('round-trips arbitrary records', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 50 }), fc.nat({ max: 2 ** 40 }), (arrays, start) => {
+        const lines = arrays.map((a) => Buffer.from(a));
+        const d = decodeChunk(linesChunk(lines, start));
+        assert.equal(d.records.length, lines.length);
+        let off = start;
+        d.records.forEach((r, i) => {
+          assert.deepEqual(r.value, lines[i]);
+          assert.equal(r.offset, off);
+          off += lines[i]!.length + 1;
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
