@@ -1,0 +1,91 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '..', '..', '..');
+const cli = { agent: join(root, 'dist/agent/cli.js'), gateway: join(root, 'dist/gateway/cli.js') };
+
+function run(program: keyof typeof cli, args: string[], env: NodeJS.ProcessEnv = {}) {
+  const res = spawnSync(process.execPath, [cli[program], ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 20_000,
+  });
+  return { code: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+describe('ferry-agent check and ferry-gateway check', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ferry-check-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('accept every example config in deploy/examples and print a summary', () => {
+    const examples = readdirSync(join(root, 'deploy/examples')).filter((f) => f.endsWith('.yaml'));
+    assert.ok(examples.length >= 3, `expected example configs, found ${examples.join(', ')}`);
+    for (const file of examples) {
+      const program = file.startsWith('gateway') ? 'gateway' : 'agent';
+      const res = run(program, ['check', '--config', join(root, 'deploy/examples', file)]);
+      assert.equal(res.code, 0, `${file}: ${res.stderr}`);
+      assert.match(res.stdout, /: OK\n/);
+    }
+  });
+
+  it('ferry-agent check names a wrong type, an unknown key and a missing required key, and exits 1', () => {
+    const file = join(dir, 'agent-bad.yaml');
+    writeFileSync(file, ['id: web-01', 'heartbeatIntervalMs: "often"', 'inputs:', '  - paths: ["/var/log/*.log"]', '    topic: logs', '    colour: blue', ''].join('\n'));
+    const res = run('agent', ['check', '--config', file]);
+    assert.equal(res.code, 1, res.stdout + res.stderr);
+    assert.match(res.stderr, /heartbeatIntervalMs: expected number, got string/);
+    assert.match(res.stderr, /inputs\[0\]\.colour: unknown key/);
+    assert.match(res.stderr, /transport: required key is missing/);
+    assert.match(res.stderr, /3 problems/);
+  });
+
+  it('ferry-gateway check names a wrong type, an unknown key and a missing required key, and exits 1', () => {
+    const file = join(dir, 'gateway-bad.yaml');
+    writeFileSync(file, ['kafka:', '  delivery: exactly-once', '  lingerMs: soon', 'http:', '  listen: "0.0.0.0:8080"', '  colour: red', ''].join('\n'));
+    const res = run('gateway', ['check', '--config', file]);
+    assert.equal(res.code, 1, res.stdout + res.stderr);
+    assert.match(res.stderr, /kafka\.lingerMs: expected number, got string/);
+    assert.match(res.stderr, /http\.colour: unknown key/);
+    assert.match(res.stderr, /kafka\.brokers: required key is missing/);
+  });
+
+  it('substitutes environment variables and reports an unset one by its key', () => {
+    const file = join(dir, 'agent-env.yaml');
+    writeFileSync(file, ['inputs:', '  - paths: ["/x/*.log"]', '    topic: t', 'transport:', '  http:', '    url: "http://gw:8080"', '    token: "${FERRY_TEST_TOKEN}"', ''].join('\n'));
+    const unset = run('agent', ['check', '--config', file], { FERRY_TEST_TOKEN: '' });
+    assert.equal(unset.code, 1);
+    assert.match(unset.stderr, /transport\.http\.token: environment variable FERRY_TEST_TOKEN is not set/);
+    const set = run('agent', ['check', '--config', file, '--json'], { FERRY_TEST_TOKEN: 's3cret' });
+    assert.equal(set.code, 0, set.stderr);
+    const effective = JSON.parse(set.stdout) as { transport: { http: { token: string; gzip: boolean } } };
+    assert.equal(effective.transport.http.token, '***', 'secrets are redacted in --json output');
+    assert.equal(effective.transport.http.gzip, true, 'defaults are filled');
+  });
+
+  it('exits 1 with a clear message when the config file does not exist or is not YAML', () => {
+    const missing = run('agent', ['check', '--config', join(dir, 'nope.yaml')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /cannot read config file .*nope\.yaml/);
+    const file = join(dir, 'broken.yaml');
+    writeFileSync(file, 'kafka: [unclosed\n');
+    const broken = run('gateway', ['check', '--config', file]);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stderr, /not valid YAML/);
+  });
+
+  it('exits 2 with usage on an unknown command or a missing --config', () => {
+    const unknown = run('agent', ['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+    const noConfig = run('gateway', ['check']);
+    assert.equal(noConfig.code, 2);
+    assert.match(noConfig.stderr, /--config <file> is required/);
+  });
+});
