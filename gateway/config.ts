@@ -66,7 +66,8 @@ const token = z.union([
 const http = z.strictObject({
   listen: listenAddress.default('0.0.0.0:8080'),
   tokens: z.array(token).default([]).describe('bearer tokens accepted; none means no authentication'),
-  bodyLimitBytes: bytes({ min: 1024 }).default(16 * 1024 * 1024),
+  bodyLimitBytes: bytes({ min: 1024 }).default(16 * 1024 * 1024).describe('largest request body, and largest body after gzip decompression (413 beyond)'),
+  retryAfterMs: ms({ min: 0 }).default(2000).describe('Retry-After sent with 503 answers when Kafka is unavailable or the gateway is draining'),
   tls: tlsFiles.optional(),
 });
 
@@ -78,8 +79,18 @@ export const gatewayConfigSchema = z
     nats: nats.optional(),
     http: http.optional(),
     monitor: z
-      .strictObject({ listen: listenAddress.default('0.0.0.0:9465').describe('/healthz, /readyz, /metrics, /v1/agents') })
-      .default({ listen: '0.0.0.0:9465' }),
+      .strictObject({
+        listen: listenAddress.default('0.0.0.0:9465').describe('/healthz, /readyz, /metrics, /v1/agents'),
+        agentHeartbeatIntervalMs: ms({ min: 100 })
+          .default(5000)
+          .describe("agents' heartbeat interval, assumed until an agent's own interval is observed; an agent is connected while seen within 3 intervals"),
+        agentForgetAfterMs: ms({ min: 1000 }).default(24 * 3600 * 1000).describe('an agent not heard from for this long is dropped from /v1/agents'),
+        maxAgents: z.number().int().min(1).default(100000).describe('at most this many agents are tracked; the longest silent one is dropped first'),
+      })
+      .default({ listen: '0.0.0.0:9465', agentHeartbeatIntervalMs: 5000, agentForgetAfterMs: 24 * 3600 * 1000, maxAgents: 100000 }),
+    startupTimeoutMs: ms()
+      .default(60000)
+      .describe('run: how long Kafka (and NATS, when set) may stay unreachable at start before the gateway exits 1 saying why; 0 waits forever'),
     shutdownTimeoutMs: ms({ min: 100 }).default(15000),
   })
   .refine((c) => c.nats !== undefined || c.http !== undefined, { message: 'at least one input must be set: nats or http', path: ['nats'] });
