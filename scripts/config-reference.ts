@@ -27,8 +27,8 @@ interface JsonSchema {
 const DYNAMIC_DEFAULTS: Record<string, string> = { id: 'the hostname' };
 
 function typeOf(s: JsonSchema): string {
-  if (s.enum) return s.enum.map((v) => `\`${String(v)}\``).join(' \\| ');
-  if (s.const !== undefined) return `\`${String(s.const)}\``;
+  if (s.enum) return s.enum.map((v) => `\`${typeof v === "string" ? v : JSON.stringify(v)}\``).join(' \\| ');
+  if (s.const !== undefined) return `\`${JSON.stringify(s.const)}\``;
   if (s.anyOf) return [...new Set(s.anyOf.map(typeOf))].join(' or ').replace('number or string', 'byte size');
   if (s.type === 'array') return `list of ${s.items ? typeOf(s.items) : 'any'}`;
   if (Array.isArray(s.type)) return s.type.join(' or ') === 'number or string' ? 'byte size' : s.type.join(' or ');
