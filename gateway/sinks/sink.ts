@@ -16,10 +16,28 @@ export type SinkOutcome =
   /** permanent for this chunk: forbidden or unknown topic, record too large; never retry as is */
   | { kind: 'fatal'; error: Error };
 
+/** A record that does not come from a file line: the HTTP produce API (REST-proxy shape). */
+export interface SinkRecord {
+  key: Buffer | null;
+  value: Buffer;
+  /** produced exactly as given; no ferry.* headers are added */
+  headers?: Readonly<Record<string, Buffer>>;
+  /** an explicit partition; otherwise the producer's partitioner decides (by key) */
+  partition?: number;
+}
+
 export interface SinkChunk {
   chunk: DecodedChunk;
   /** which credential sent it (HTTP token name, or "nats"), for the topic policy and metrics */
   source: string;
+  /**
+   * Records not read from a file (the HTTP produce API). When set, the sink produces these to
+   * `chunk.header.topic` instead of `chunk.records`, with exactly their keys, headers and
+   * partitions (no ferry.* headers, no kafka.key strategy), and does not deduplicate them: the
+   * chunk id is neither looked up in nor added to the committed set. Only passed to sinks whose
+   * `acceptsRecords` is true.
+   */
+  records?: readonly SinkRecord[];
 }
 
 export interface Sink {
@@ -32,4 +50,6 @@ export interface Sink {
   /** Flushes in-flight work and disconnects within the deadline (ms since epoch). */
   stop(deadlineMs: number): Promise<void>;
   health(): { ready: boolean; detail: string };
+  /** True when the sink implements `SinkChunk.records` (keys, headers, partitions as given). */
+  readonly acceptsRecords?: boolean;
 }
