@@ -3,7 +3,7 @@
  * new file offset in one transaction; shippers read chunks in seq order and acknowledge them;
  * acknowledged chunks are deleted. See agent/spool/spool.ts for the on-disk layout.
  */
-import type { FileIdentity } from '../../shared/chunk/codec.js';
+import type { ChunkHeader, FileIdentity, RecordEntry } from '../../shared/chunk/codec.js';
 
 /** A chunk as stored: its wire bytes (shared/chunk/codec.ts) plus what the shipper needs without decoding. */
 export interface SpooledChunk {
@@ -26,6 +26,26 @@ export interface FileState {
   /** input index in the config (which topic, rules) */
   input: number;
   updatedAtMs: number;
+  /**
+   * true when `offset` lies inside a line that was cut at maxLineBytes with longLines=truncate:
+   * the bytes up to the next newline are skipped after a restart too. Absent means false.
+   */
+  skipping?: boolean;
+}
+
+/** The key a file's state is stored under: its identity without the fingerprint (`dev:ino`). */
+export function fileStateKey(identity: Pick<FileIdentity, 'dev' | 'ino'>): string {
+  return `${identity.dev}:${identity.ino}`;
+}
+
+/**
+ * A chunk before the spool gives it its seq: everything of the header but `seq`, the record
+ * entries, and the records' bytes (one buffer or several, concatenated in order).
+ */
+export interface ChunkDraft {
+  header: Omit<ChunkHeader, 'seq'>;
+  entries: readonly RecordEntry[];
+  data: Buffer | readonly Buffer[];
 }
 
 export interface SpoolStats {

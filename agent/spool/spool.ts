@@ -1,0 +1,449 @@
+/**
+ * The agent's spool: a SQLite database (better-sqlite3, WAL) at `<dataDir>/spool.db` holding
+ * the chunks cut by the tailer until a shipper has them acknowledged, and where the tailer
+ * stands in each file. Schema and migrations: ./schema.ts.
+ *
+ * Invariants
+ * - `append` is ONE transaction: the chunk row (with its seq) and the file's new offset. After
+ *   any crash the spool holds either both or neither, so the tailer resumes exactly after the
+ *   last spooled byte: no line is spooled twice, none is skipped.
+ * - seqs come from `spool_chunks`' AUTOINCREMENT counter (`sqlite_sequence`), read inside the
+ *   append transaction: strictly increasing, never reused even after the chunks are deleted.
+ *   The chunk is encoded once its seq is known and stored encoded; it is never re-cut.
+ * - Byte and chunk totals are kept in memory (loaded once at open), not counted per append.
+ * - Acknowledged chunks are deleted in one statement per batch; freed pages are given back to
+ *   the file system by `incremental_vacuum` (auto_vacuum=INCREMENTAL is set before the tables
+ *   are created).
+ *
+ * Durability (`synchronous`)
+ * - normal (default): WAL with synchronous=NORMAL. A committed append survives a crash of the
+ *   process (kill -9); a power loss or OS crash may roll back the last commits, which the
+ *   tailer then reads again from the files (duplicates are impossible: offset and chunk roll
+ *   back together).
+ * - full: synchronous=FULL, the WAL is fsynced at every commit: a commit also survives power
+ *   loss. Costs one fsync per chunk (chunks, not lines, are committed).
+ *
+ * Size cap (`maxBytes`, sum of the encoded chunk sizes)
+ * - pause: at or above the cap `isFull()` is true; the tailer stops reading (offsets do not
+ *   advance: the files are the buffer) until acks bring the spool under the cap again.
+ * - drop-oldest: an append that would exceed the cap first deletes the oldest chunks; every drop
+ *   is counted (metric, `stats().droppedChunks`, persisted in spool_meta) and logged.
+ *
+ * Safety at start
+ * - the data directory is created 0700, spool.db is 0600 (SQLite gives -wal/-shm the same mode);
+ * - `PRAGMA quick_check`: a damaged database is renamed `spool.db.corrupt-<timestamp>` (with its
+ *   -wal/-shm), an error is logged loudly and a fresh spool is created, so a corrupt file never
+ *   causes a crash loop;
+ * - a spool written by a newer, incompatible schema is refused with FERRY_SPOOL_VERSION.
+ */
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, renameSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import type { Database, Statement } from 'better-sqlite3';
+import type { Logger } from '../../shared/log.js';
+import { Counter, Gauge, Registry } from '../../shared/metrics.js';
+import { encodeChunk } from '../../shared/chunk/codec.js';
+import { SpoolCorruptError, FerryError, errorMessage } from '../../shared/errors.js';
+import { migrate } from './schema.js';
+import { fileStateKey } from './types.js';
+import type { ChunkDraft, FileState, SpoolReader, SpoolStats, SpooledChunk } from './types.js';
+
+export const SPOOL_FILE = 'spool.db';
+
+export interface SpoolOptions {
+  dataDir: string;
+  maxBytes: number;
+  onFull: 'pause' | 'drop-oldest';
+  synchronous: 'normal' | 'full';
+  log: Logger;
+  registry?: Registry;
+}
+
+export interface ReadOnlySpool {
+  stats(): SpoolStats;
+  fileStates(): FileState[];
+  meta(key: string): string | undefined;
+  close(): void;
+}
+
+interface ChunkRow {
+  seq: number;
+  topic: string;
+  path: string;
+  line_count: number;
+  bytes: Buffer;
+  read_at_ms: number;
+}
+
+interface FileRow {
+  key: string;
+  dev: string;
+  ino: string;
+  fingerprint: string;
+  path: string;
+  offset: number;
+  input: number;
+  skipping: number;
+  updated_at_ms: number;
+}
+
+/** Vacuum once this many bytes of chunks were deleted since the last time. */
+const VACUUM_AFTER_BYTES = 32 * 1024 * 1024;
+
+function rowToState(r: FileRow): FileState {
+  const s: FileState = {
+    path: r.path,
+    identity: { dev: r.dev, ino: r.ino, fingerprint: r.fingerprint },
+    offset: r.offset,
+    input: r.input,
+    updatedAtMs: r.updated_at_ms,
+  };
+  if (r.skipping) s.skipping = true;
+  return s;
+}
+
+function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT'));
+}
+
+function counter(registry: Registry, name: string, help: string): Counter {
+  return (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, registers: [registry] });
+}
+
+function gauge(registry: Registry, name: string, help: string): Gauge {
+  return (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, registers: [registry] });
+}
+
+function queryStats(db: Database, full: boolean, dropped: number): SpoolStats {
+  const agg = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM spool_chunks').get() as { n: number; b: number };
+  const oldest = db.prepare('SELECT seq, read_at_ms FROM spool_chunks ORDER BY seq LIMIT 1').get() as { seq: number; read_at_ms: number } | undefined;
+  const newest = db.prepare('SELECT seq FROM spool_chunks ORDER BY seq DESC LIMIT 1').get() as { seq: number } | undefined;
+  return {
+    chunks: agg.n,
+    bytes: agg.b,
+    oldestReadAtMs: oldest?.read_at_ms ?? null,
+    minSeq: oldest?.seq ?? null,
+    maxSeq: newest?.seq ?? null,
+    full,
+    droppedChunks: dropped,
+  };
+}
+
+export class Spool implements SpoolReader {
+  readonly file: string;
+  private readonly db: Database;
+  private readonly opts: SpoolOptions;
+  private readonly log: Logger;
+  private totalBytes = 0;
+  private totalChunks = 0;
+  private dropped = 0;
+  private full = false;
+  private freedSinceVacuum = 0;
+  private closed = false;
+  private readonly appendListeners = new Set<() => void>();
+  private readonly fullListeners = new Set<(full: boolean) => void>();
+  private readonly st: {
+    lastSeq: Statement<[], { seq: number }>;
+    insertChunk: Statement<[number, string, string, number, Buffer, number, number]>;
+    upsertFile: Statement<[string, string, string, string, string, number, number, number, number]>;
+    deleteFile: Statement<[string]>;
+    allFiles: Statement<[], FileRow>;
+    readAfter: Statement<[number, number], ChunkRow>;
+    ackBatch: Statement<[string], { size: number }>;
+    oldestBatch: Statement<[number], { seq: number; size: number }>;
+    deleteOne: Statement<[number]>;
+    oldest: Statement<[], { seq: number; read_at_ms: number }>;
+    newest: Statement<[], { seq: number }>;
+    getMeta: Statement<[string], { value: string }>;
+    setMeta: Statement<[string, string]>;
+  };
+  private readonly appendTxn: (draft: ChunkDraft, state: FileState) => number;
+  private readonly ackTxn: (json: string) => number;
+  private readonly m: {
+    bytes: Gauge;
+    chunks: Gauge;
+    full: Gauge;
+    dropped: Counter;
+    appended: Counter;
+    appendedBytes: Counter;
+    acked: Counter;
+  };
+
+  private constructor(db: Database, file: string, opts: SpoolOptions, log: Logger) {
+    this.db = db;
+    this.file = file;
+    this.opts = opts;
+    this.log = log;
+    const registry = opts.registry ?? new Registry();
+    this.m = {
+      bytes: gauge(registry, 'ferry_agent_spool_bytes', 'bytes of encoded chunks held in the spool'),
+      chunks: gauge(registry, 'ferry_agent_spool_chunks', 'chunks held in the spool'),
+      full: gauge(registry, 'ferry_agent_spool_full', '1 while the spool is at its size cap and reading is paused'),
+      dropped: counter(registry, 'ferry_agent_spool_dropped_chunks_total', 'chunks deleted unshipped by onFull=drop-oldest'),
+      appended: counter(registry, 'ferry_agent_chunks_spooled_total', 'chunks appended to the spool'),
+      appendedBytes: counter(registry, 'ferry_agent_spooled_bytes_total', 'encoded chunk bytes appended to the spool'),
+      acked: counter(registry, 'ferry_agent_spool_acked_chunks_total', 'chunks deleted from the spool after acknowledgement'),
+    };
+    this.st = {
+      lastSeq: db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'spool_chunks'`),
+      insertChunk: db.prepare('INSERT INTO spool_chunks (seq, topic, path, line_count, bytes, size, read_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      upsertFile: db.prepare(`INSERT INTO spool_files (key, dev, ino, fingerprint, path, offset, input, skipping, updated_at_ms)
+                              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              ON CONFLICT(key) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, fingerprint = excluded.fingerprint,
+                                path = excluded.path, offset = excluded.offset, input = excluded.input, skipping = excluded.skipping,
+                                updated_at_ms = excluded.updated_at_ms`),
+      deleteFile: db.prepare('DELETE FROM spool_files WHERE key = ?'),
+      allFiles: db.prepare('SELECT key, dev, ino, fingerprint, path, offset, input, skipping, updated_at_ms FROM spool_files ORDER BY path'),
+      readAfter: db.prepare('SELECT seq, topic, path, line_count, bytes, read_at_ms FROM spool_chunks WHERE seq > ? ORDER BY seq LIMIT ?'),
+      ackBatch: db.prepare('DELETE FROM spool_chunks WHERE seq IN (SELECT value FROM json_each(?)) RETURNING size'),
+      oldestBatch: db.prepare('SELECT seq, size FROM spool_chunks ORDER BY seq LIMIT ?'),
+      deleteOne: db.prepare('DELETE FROM spool_chunks WHERE seq = ?'),
+      oldest: db.prepare('SELECT seq, read_at_ms FROM spool_chunks ORDER BY seq LIMIT 1'),
+      newest: db.prepare('SELECT seq FROM spool_chunks ORDER BY seq DESC LIMIT 1'),
+      getMeta: db.prepare('SELECT value FROM spool_meta WHERE key = ?'),
+      setMeta: db.prepare(`INSERT INTO spool_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`),
+    };
+    const agg = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM spool_chunks').get() as { n: number; b: number };
+    this.totalChunks = agg.n;
+    this.totalBytes = agg.b;
+    const d = this.st.getMeta.get('spool.droppedChunks');
+    this.dropped = d ? Number(d.value) || 0 : 0;
+
+    this.appendTxn = db.transaction((draft: ChunkDraft, state: FileState): number => {
+      const seq = (this.st.lastSeq.get()?.seq ?? 0) + 1;
+      const bytes = encodeChunk({ ...draft.header, seq }, draft.entries, draft.data);
+      if (this.opts.onFull === 'drop-oldest') this.makeRoom(bytes.length);
+      this.st.insertChunk.run(seq, draft.header.topic, draft.header.path, draft.header.lineCount, bytes, bytes.length, draft.header.readAtMs);
+      this.writeState(state);
+      this.totalBytes += bytes.length;
+      this.totalChunks++;
+      this.m.appendedBytes.inc(bytes.length);
+      return seq;
+    });
+    this.ackTxn = db.transaction((json: string): number => {
+      let freed = 0;
+      let n = 0;
+      for (const row of this.st.ackBatch.all(json)) {
+        freed += row.size;
+        n++;
+      }
+      this.totalBytes -= freed;
+      this.totalChunks -= n;
+      this.freedSinceVacuum += freed;
+      this.m.acked.inc(n);
+      return n;
+    });
+    this.updateGauges();
+    this.updateFull();
+    this.st.setMeta.run('spool.full', this.full ? '1' : '0');
+    this.setMeta('spool.maxBytes', String(opts.maxBytes));
+  }
+
+  /** Opens (creating, migrating, or replacing a corrupt one) `<dataDir>/spool.db`. */
+  static open(opts: SpoolOptions): Spool {
+    const log = opts.log.child({ component: 'spool' });
+    if (!existsSync(opts.dataDir)) mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    try {
+      const mode = statSync(opts.dataDir).mode & 0o777;
+      if ((mode & 0o077) !== 0) log.warn({ dataDir: opts.dataDir, mode: mode.toString(8) }, 'the data directory is readable by other users; 0700 is recommended');
+    } catch (err) {
+      throw new FerryError('FERRY_SPOOL_CORRUPT', `cannot use data directory ${opts.dataDir}: ${errorMessage(err)}`, { cause: err });
+    }
+    const file = join(opts.dataDir, SPOOL_FILE);
+    let db: Database;
+    try {
+      db = Spool.openFile(file, opts);
+    } catch (err) {
+      if (!(err instanceof SpoolCorruptError)) throw err;
+      const aside = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      for (const suffix of ['', '-wal', '-shm']) {
+        if (existsSync(file + suffix)) renameSync(file + suffix, aside + suffix);
+      }
+      log.error(
+        { err, code: err.code, file, movedTo: aside },
+        'SPOOL CORRUPT: the spool database failed its integrity check and was moved aside; a fresh spool is created. ' +
+          'Unshipped chunks in it are not sent and file offsets restart from the inputs\' startAt.',
+      );
+      db = Spool.openFile(file, opts);
+    }
+    const spool = new Spool(db, file, opts, log);
+    log.info({ file, chunks: spool.totalChunks, bytes: spool.totalBytes, synchronous: opts.synchronous, maxBytes: opts.maxBytes, onFull: opts.onFull }, 'spool opened');
+    return spool;
+  }
+
+  private static openFile(file: string, opts: SpoolOptions): Database {
+    if (!existsSync(file)) closeSync(openSync(file, 'wx', 0o600));
+    else if ((statSync(file).mode & 0o777) !== 0o600) chmodSync(file, 0o600);
+    let db: Database | undefined;
+    try {
+      db = new BetterSqlite3(file, { timeout: 5000 });
+      const check = db.pragma('quick_check', { simple: true }) as string;
+      if (check !== 'ok') throw new SpoolCorruptError(`spool ${file} failed PRAGMA quick_check: ${String(check).slice(0, 500)}`);
+      // auto_vacuum only takes effect when set before the first table is created.
+      if ((db.pragma('user_version', { simple: true }) as number) === 0) db.pragma('auto_vacuum = INCREMENTAL');
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+      migrate(db, file);
+      return db;
+    } catch (err) {
+      db?.close();
+      if (err instanceof SpoolCorruptError) throw err;
+      if (isCorruption(err)) throw new SpoolCorruptError(`spool ${file} is not a readable SQLite database: ${errorMessage(err)}`, { cause: err });
+      throw err;
+    }
+  }
+
+  /** Read-only access for `ferry-agent status` while the agent runs (WAL lets readers in). */
+  static openReadOnly(dataDir: string): ReadOnlySpool {
+    const file = join(dataDir, SPOOL_FILE);
+    const db = new BetterSqlite3(file, { readonly: true, fileMustExist: true, timeout: 5000 });
+    const getMeta = (key: string): string | undefined => {
+      const row = db.prepare('SELECT value FROM spool_meta WHERE key = ?').get(key) as { value: string } | undefined;
+      return row?.value;
+    };
+    return {
+      stats: () => queryStats(db, getMeta('spool.full') === '1', Number(getMeta('spool.droppedChunks') ?? 0) || 0),
+      fileStates: () => (db.prepare('SELECT key, dev, ino, fingerprint, path, offset, input, skipping, updated_at_ms FROM spool_files ORDER BY path').all() as FileRow[]).map(rowToState),
+      meta: getMeta,
+      close: () => db.close(),
+    };
+  }
+
+  /**
+   * One transaction: encodes the chunk with the next seq, stores it, and stores the file's new
+   * state. Returns the seq. Listeners registered with onAppend are called afterwards.
+   */
+  append(draft: ChunkDraft, state: FileState): number {
+    const seq = this.appendTxn(draft, state);
+    this.m.appended.inc();
+    this.updateGauges();
+    this.updateFull();
+    for (const l of this.appendListeners) l();
+    return seq;
+  }
+
+  fileStates(): FileState[] {
+    return this.st.allFiles.all().map(rowToState);
+  }
+
+  saveFileState(state: FileState): void {
+    this.writeState(state);
+  }
+
+  /** `key` is fileStateKey(identity) or a state itself. */
+  removeFileState(key: string | FileState): void {
+    this.st.deleteFile.run(typeof key === 'string' ? key : fileStateKey(key.identity));
+  }
+
+  isFull(): boolean {
+    return this.full;
+  }
+
+  /** Called with true when the spool reaches its cap (onFull=pause) and false when it has room again. */
+  onFullChange(listener: (full: boolean) => void): () => void {
+    this.fullListeners.add(listener);
+    return () => this.fullListeners.delete(listener);
+  }
+
+  onAppend(listener: () => void): () => void {
+    this.appendListeners.add(listener);
+    return () => this.appendListeners.delete(listener);
+  }
+
+  readAfter(afterSeq: number, max: number, maxBytes = Number.POSITIVE_INFINITY): SpooledChunk[] {
+    const out: SpooledChunk[] = [];
+    let bytes = 0;
+    for (const r of this.st.readAfter.iterate(afterSeq, Math.max(1, max))) {
+      if (out.length > 0 && bytes + r.bytes.length > maxBytes) break;
+      out.push({ seq: r.seq, topic: r.topic, path: r.path, lineCount: r.line_count, bytes: r.bytes, readAtMs: r.read_at_ms });
+      bytes += r.bytes.length;
+    }
+    return out;
+  }
+
+  ack(seqs: readonly number[]): void {
+    if (seqs.length === 0) return;
+    // One statement per batch of up to 10k seqs (json_each keeps it a single bound parameter).
+    for (let i = 0; i < seqs.length; i += 10000) this.ackTxn(JSON.stringify(seqs.slice(i, i + 10000)));
+    this.updateGauges();
+    this.updateFull();
+    if (this.freedSinceVacuum >= VACUUM_AFTER_BYTES || (this.totalChunks === 0 && this.freedSinceVacuum > 0)) {
+      this.freedSinceVacuum = 0;
+      this.db.pragma('incremental_vacuum');
+    }
+  }
+
+  stats(): SpoolStats {
+    const oldest = this.st.oldest.get();
+    const newest = this.st.newest.get();
+    return {
+      chunks: this.totalChunks,
+      bytes: this.totalBytes,
+      oldestReadAtMs: oldest?.read_at_ms ?? null,
+      minSeq: oldest?.seq ?? null,
+      maxSeq: newest?.seq ?? null,
+      full: this.full,
+      droppedChunks: this.dropped,
+    };
+  }
+
+  meta(key: string): string | undefined {
+    return this.st.getMeta.get(key)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.st.setMeta.run(key, value);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (err) {
+      this.log.warn({ err }, 'WAL checkpoint at close failed');
+    }
+    this.db.close();
+  }
+
+  private writeState(s: FileState): void {
+    const id = s.identity;
+    this.st.upsertFile.run(fileStateKey(id), id.dev, id.ino, id.fingerprint, s.path, s.offset, s.input, s.skipping ? 1 : 0, s.updatedAtMs);
+  }
+
+  /** Inside the append transaction (drop-oldest): delete the oldest chunks until `incoming` fits. */
+  private makeRoom(incoming: number): void {
+    while (this.totalChunks > 0 && this.totalBytes + incoming > this.opts.maxBytes) {
+      const batch = this.st.oldestBatch.all(64);
+      if (batch.length === 0) break;
+      for (const row of batch) {
+        if (this.totalBytes + incoming <= this.opts.maxBytes) break;
+        this.st.deleteOne.run(row.seq);
+        this.totalBytes -= row.size;
+        this.totalChunks--;
+        this.freedSinceVacuum += row.size;
+        this.dropped++;
+        this.m.dropped.inc();
+        this.log.warn({ seq: row.seq, bytes: row.size, droppedChunks: this.dropped }, 'spool full: dropped the oldest chunk unshipped (onFull=drop-oldest)');
+      }
+    }
+    this.st.setMeta.run('spool.droppedChunks', String(this.dropped));
+  }
+
+  private updateGauges(): void {
+    this.m.bytes.set(this.totalBytes);
+    this.m.chunks.set(this.totalChunks);
+  }
+
+  private updateFull(): void {
+    const full = this.opts.onFull === 'pause' && this.totalBytes >= this.opts.maxBytes;
+    if (full === this.full) return;
+    this.full = full;
+    this.m.full.set(full ? 1 : 0);
+    this.st.setMeta.run('spool.full', full ? '1' : '0');
+    if (full) this.log.warn({ bytes: this.totalBytes, maxBytes: this.opts.maxBytes }, 'spool full: reading paused until shipped chunks free space (the files are the buffer)');
+    else this.log.info({ bytes: this.totalBytes, maxBytes: this.opts.maxBytes }, 'spool has room again: reading resumes');
+    for (const l of this.fullListeners) l(full);
+  }
+}
