@@ -1,0 +1,180 @@
+/**
+ * Pure part of the Kafka sink: chunk -> Kafka messages, and messages -> produce requests.
+ * No I/O here, so it is unit-tested directly.
+ *
+ * Records (DESIGN.md "Kafka records", contract):
+ * - one message per record (line); value = the record's bytes, a view into the chunk buffer
+ *   (never copied here);
+ * - headers from `kafka.headers`: `ferry.agent`, `ferry.host`, `ferry.path`, `ferry.offset` (the
+ *   record's file byte offset, decimal), `ferry.seq` (the chunk's seq); plus `ferry.flags` only
+ *   when the record has flags (comma-separated: split, truncated, multiline, no-newline);
+ * - key: none, the host, or the path (the same Buffer for every record of a chunk);
+ * - timestamp: when the agent read the bytes (`readAtMs`), so Kafka's CreateTime means "read".
+ *
+ * Per-chunk values (agent, host, path, seq, key, timestamp) are encoded once per chunk and shared
+ * by its records; only the offset string and the headers object are per record.
+ *
+ * Packing: messages are cut into produce requests of at most `maxBatchBytes` (estimated record
+ * size, on the high side) and `maxBatchRecords`, in order. A chunk may span several requests;
+ * the caller reports a chunk ok only when every request holding its records succeeded (and, in
+ * exactly-once mode, the transaction holding them all committed).
+ */
+import type { IHeaders, Message } from 'kafkajs';
+import { RecordFlag, type DecodedChunk } from '../../../shared/chunk/codec.js';
+import type { HEADER_NAMES } from '../../config.js';
+
+export type HeaderName = (typeof HEADER_NAMES)[number];
+export type KeyStrategy = 'none' | 'host' | 'path';
+
+export interface RecordOptions {
+  headers: readonly HeaderName[];
+  key: KeyStrategy;
+}
+
+/** Bytes a record adds to a batch beyond its key, value and header bytes (varints, attributes). */
+export const RECORD_OVERHEAD_BYTES = 24;
+/** Bytes a (topic, partition) record batch adds to a request (batch header, topic name). */
+export const BATCH_OVERHEAD_BYTES = 128;
+
+const FLAG_NAMES: ReadonlyArray<readonly [number, string]> = [
+  [RecordFlag.Continues, 'split'],
+  [RecordFlag.Truncated, 'truncated'],
+  [RecordFlag.Multiline, 'multiline'],
+  [RecordFlag.NoNewline, 'no-newline'],
+];
+
+const flagCache = new Map<number, string>();
+
+/** `ferry.flags` value for a record's flags, e.g. "split,truncated"; unknown bits as "0x..". */
+export function flagsHeader(flags: number): string {
+  const known = flagCache.get(flags);
+  if (known !== undefined) return known;
+  const names: string[] = [];
+  let rest = flags;
+  for (const [bit, name] of FLAG_NAMES) {
+    if ((flags & bit) !== 0) {
+      names.push(name);
+      rest &= ~bit;
+    }
+  }
+  if (rest !== 0) names.push(`0x${rest.toString(16)}`);
+  const s = names.join(',');
+  if (flagCache.size < 256) flagCache.set(flags, s);
+  return s;
+}
+
+export interface ChunkMessages {
+  messages: Message[];
+  /** estimated size of each message in a produce request, same order */
+  sizes: number[];
+  /** sum of `sizes` */
+  bytes: number;
+  /** sum of the records' value bytes */
+  valueBytes: number;
+}
+
+/** Builds the Kafka messages of one chunk. */
+export function buildMessages(chunk: DecodedChunk, opts: RecordOptions): ChunkMessages {
+  const h = chunk.header;
+  const want = new Set(opts.headers);
+  const agent = want.has('agent') ? Buffer.from(h.agentId, 'utf8') : undefined;
+  const host = want.has('host') || opts.key === 'host' ? Buffer.from(h.host, 'utf8') : undefined;
+  const path = want.has('path') || opts.key === 'path' ? Buffer.from(h.path, 'utf8') : undefined;
+  const seq = want.has('seq') ? String(h.seq) : undefined;
+  const withOffset = want.has('offset');
+  const key = opts.key === 'host' ? host : opts.key === 'path' ? path : undefined;
+  const timestamp = String(h.readAtMs);
+
+  // Bytes every record of this chunk carries besides its value and offset header.
+  let fixed = RECORD_OVERHEAD_BYTES + (key?.length ?? 0);
+  if (want.has('agent')) fixed += 11 + agent!.length;
+  if (want.has('host')) fixed += 10 + host!.length;
+  if (want.has('path')) fixed += 10 + path!.length;
+  if (seq !== undefined) fixed += 9 + seq.length;
+
+  const n = chunk.records.length;
+  const messages = new Array<Message>(n);
+  const sizes = new Array<number>(n);
+  let bytes = 0;
+  let valueBytes = 0;
+  for (let i = 0; i < n; i++) {
+    const r = chunk.records[i]!;
+    const headers: IHeaders = {};
+    let size = fixed + r.value.length;
+    if (agent) headers['ferry.agent'] = agent;
+    if (want.has('host')) headers['ferry.host'] = host;
+    if (want.has('path')) headers['ferry.path'] = path;
+    if (withOffset) {
+      const off = String(r.offset);
+      headers['ferry.offset'] = off;
+      size += 13 + off.length;
+    }
+    if (seq !== undefined) headers['ferry.seq'] = seq;
+    if (r.flags !== 0) {
+      const f = flagsHeader(r.flags);
+      headers['ferry.flags'] = f;
+      size += 12 + f.length;
+    }
+    const m: Message = { value: r.value, headers, timestamp };
+    if (key !== undefined) m.key = key;
+    messages[i] = m;
+    sizes[i] = size;
+    bytes += size;
+    valueBytes += r.value.length;
+  }
+  return { messages, sizes, bytes, valueBytes };
+}
+
+export interface ProduceRequest {
+  /** messages per topic, in order */
+  topics: Map<string, Message[]>;
+  bytes: number;
+  records: number;
+}
+
+export interface PackLimits {
+  maxBatchBytes: number;
+  maxBatchRecords: number;
+}
+
+/**
+ * Cuts messages into produce requests, in order. `add` returns the index of the request the
+ * message went into, so callers can tell which requests a chunk spans.
+ */
+export class RequestPacker {
+  readonly requests: ProduceRequest[] = [];
+  private current: ProduceRequest | undefined;
+
+  constructor(private readonly limits: PackLimits) {}
+
+  add(topic: string, message: Message, size: number): number {
+    let req = this.current;
+    const newTopic = req === undefined || !req.topics.has(topic);
+    const extra = size + (newTopic ? BATCH_OVERHEAD_BYTES + topic.length : 0);
+    if (req === undefined || (req.records > 0 && (req.bytes + extra > this.limits.maxBatchBytes || req.records + 1 > this.limits.maxBatchRecords))) {
+      req = { topics: new Map(), bytes: 0, records: 0 };
+      this.requests.push(req);
+      this.current = req;
+    }
+    let list = req.topics.get(topic);
+    if (list === undefined) {
+      list = [];
+      req.topics.set(topic, list);
+      req.bytes += BATCH_OVERHEAD_BYTES + topic.length;
+    }
+    list.push(message);
+    req.bytes += size;
+    req.records++;
+    return this.requests.length - 1;
+  }
+
+  /** Index the next `add` would use if it fits; -1 before the first. */
+  get last(): number {
+    return this.requests.length - 1;
+  }
+}
+
+/** Largest single message a request may hold: a message above this can never be produced. */
+export function maxRecordBytes(limits: PackLimits): number {
+  return limits.maxBatchBytes - BATCH_OVERHEAD_BYTES - 249;
+}

@@ -1,0 +1,673 @@
+/**
+ * The Kafka sink (kafkajs driver): chunks in, one Kafka record per line out, an outcome per chunk.
+ *
+ * Batching. kafkajs has no linger/accumulator, so the sink has its own: `send()` calls are queued,
+ * and one flush loop takes what has gathered for `lingerMs` (or at once when `maxFlushBytes` are
+ * waiting), up to `maxFlushBytes` of whole chunks, builds the records (records.ts) and cuts them
+ * into produce requests of at most `maxBatchBytes` / `maxBatchRecords` (kept under the broker's
+ * `message.max.bytes`, so MESSAGE_TOO_LARGE does not happen for normal batches). One flush and
+ * one `sendBatch` are in flight per producer at any time (kafkajs' idempotent producer is only
+ * safe that way); requests of a flush go out one after the other, in order.
+ *
+ * Outcomes (gateway/sinks/sink.ts):
+ * - `ok` only after Kafka acknowledged every record of the chunk (acks=-1, idempotent producer),
+ *   and in exactly-once mode only after the transaction holding them committed.
+ * - `retry` for anything transient (broker down, timeouts, leader moves, NOT_ENOUGH_REPLICAS,
+ *   unknown errors): the producer is then dropped and recreated on the next flush, because a
+ *   kafkajs producer can be left unusable by an error (and a transactional one must be fenced).
+ * - `fatal` for a chunk Kafka will never take as it is: its topic does not exist while
+ *   `allowAutoTopicCreation` is off (checked with the admin client once per topic and cached;
+ *   a missing topic is looked up again after a few seconds), its topic is refused
+ *   (TOPIC_AUTHORIZATION_FAILED, invalid name), or a record alone exceeds `maxBatchBytes`.
+ *   When a flush of several chunks fails in a way that names no chunk (topic or size errors),
+ *   its chunks are tried again one by one at once, so only the guilty chunk is fatal.
+ * A chunk spanning several produce requests is ok only if all of them succeeded: in
+ * at-least-once mode a flush stops at the first failed request and every chunk that had records
+ * in it or after it gets `retry` (some of its records may then reach Kafka twice, which is what
+ * at-least-once allows); in exactly-once mode a flush is one transaction, all or nothing.
+ *
+ * Delivery modes and what they guarantee:
+ *
+ * at-least-once: idempotent producer, no transactions. Every chunk answered ok is in Kafka. A
+ * chunk delivered again (JetStream redelivery after a lost ack, an agent's resend, an HTTP retry)
+ * is produced again: duplicates are possible whenever an acknowledgement is lost.
+ *
+ * exactly-once (default): a transactional producer (`transactionalId = <prefix>-<gateway id>`,
+ * idempotent, one request in flight). A flush is one transaction holding the records of many
+ * chunks plus, per chunk, a marker `agentId/seq` in `kafka.committedTopic` (committed.ts). The
+ * committed topic is read at start to its end and then followed by a background reader, so this
+ * gateway knows the chunks committed by itself and by every other gateway. A chunk whose id is
+ * already known is answered `{ ok, duplicate: true }` without producing. Holds for
+ * `read_committed` consumers:
+ * - A chunk redelivered after its transaction committed, on this gateway or on another one whose
+ *   reader has seen the marker, is never produced twice: for a redelivery from JetStream (lost
+ *   ack, a gateway killed after the commit), an agent resend after the JetStream duplicate
+ *   window, or an HTTP retry.
+ * - A commit whose answer was lost (timeout, broker restart) is settled before the same chunks
+ *   are tried again: the producer is recreated (initProducerId fences and finishes the old
+ *   transaction) and the sink first reads the committed topic up to its new end (`catchUp`).
+ * - Records of a chunk are all committed or none (one transaction), so a read_committed consumer
+ *   never sees part of a chunk.
+ * What does NOT hold:
+ * - Two gateways handling the same chunk at the same moment (e.g. JetStream redelivers it to
+ *   gateway B after `ack_wait` while gateway A is still producing it, or an agent's HTTP retry
+ *   reaches B while A still works on the first try) can both commit it: neither has seen the
+ *   other's marker yet. The window is one produce plus the reader's lag (well under a second
+ *   with a healthy Kafka); `ack_wait` far above produce latency and `working()` keep it rare.
+ *   Closing it needs a per-agent owner (shard leases), listed in DESIGN.md as a later capability.
+ * - Two gateways with the same id share a transactional id and fence each other: give every
+ *   gateway a unique `id`.
+ * - Markers expire after `committedRetentionMs`: a chunk redelivered later than that is produced
+ *   again.
+ * - An agent that loses its state and restarts its seq at 1 under the same agentId would see
+ *   its new chunks dropped as duplicates until its seq passes the old one: agents must keep
+ *   their spool (or change id) for exactly-once to be sound.
+ * - read_uncommitted consumers see the records of aborted transactions.
+ *
+ * Telemetry: ferry_gateway_kafka_* counters (chunks by outcome, records, bytes per topic,
+ * duplicates, errors by type, transactions), a produce-latency histogram, one child logger.
+ */
+import { readFileSync } from 'node:fs';
+import { Kafka, Partitioners, CompressionTypes, logLevel as KafkaLogLevel } from 'kafkajs';
+import type { Admin, KafkaConfig, Message, Producer, SASLOptions, logCreator } from 'kafkajs';
+import type { Registry } from 'prom-client';
+import type { GatewayConfig } from '../../config.js';
+import type { Sink, SinkChunk, SinkOutcome } from '../sink.js';
+import type { Logger } from '../../../shared/log.js';
+import { Counter, Gauge, Histogram } from '../../../shared/metrics.js';
+import { chunkId } from '../../../shared/chunk/codec.js';
+import { KafkaError, errorMessage } from '../../../shared/errors.js';
+import { RequestPacker, buildMessages, maxRecordBytes, type ChunkMessages, type PackLimits, type ProduceRequest } from './records.js';
+import { CommittedLog } from './committed.js';
+import { classifyError, errorLabel } from './classify.js';
+
+export type KafkaSinkConfig = GatewayConfig['kafka'];
+
+export interface KafkaSinkOptions {
+  gatewayId: string;
+  log: Logger;
+  registry: Registry;
+}
+
+/** kafkajs retry settings for the producer: short first backoff (CONCURRENT_TRANSACTIONS right
+ * after a commit clears in a few ms; kafkajs' default 300 ms would cap throughput), and a give-up
+ * time of a few seconds so a broker outage turns into `retry` outcomes quickly. */
+const PRODUCER_RETRY = { initialRetryTime: 15, maxRetryTime: 1000, retries: 10, factor: 0.2, multiplier: 2 };
+const MISSING_TOPIC_RECHECK_MS = 5000;
+
+export function createKafkaSink(config: KafkaSinkConfig, opts: KafkaSinkOptions): Sink {
+  return new KafkaSink(config, opts);
+}
+
+interface Pending {
+  item: SinkChunk;
+  id: string;
+  enqueuedAt: number;
+  estimate: number;
+  resolve: (o: SinkOutcome) => void;
+  built?: ChunkMessages;
+}
+
+function metric<T>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+class SinkMetrics {
+  readonly chunks: Counter<'topic' | 'outcome'>;
+  readonly records: Counter<'topic'>;
+  readonly bytes: Counter<'topic'>;
+  readonly duplicates: Counter;
+  readonly errors: Counter<'type'>;
+  readonly transactions: Counter<'result'>;
+  readonly produceSeconds: Histogram;
+  readonly flushRecords: Histogram;
+  readonly committedIds: Gauge;
+
+  constructor(r: Registry) {
+    const registers = [r];
+    this.chunks = metric(r, 'ferry_gateway_kafka_chunks_total', () => new Counter({ name: 'ferry_gateway_kafka_chunks_total', help: 'chunks handled by the Kafka sink, by topic and outcome (ok, duplicate, retry, fatal)', labelNames: ['topic', 'outcome'], registers }));
+    this.records = metric(r, 'ferry_gateway_kafka_records_total', () => new Counter({ name: 'ferry_gateway_kafka_records_total', help: 'records acknowledged by Kafka, by topic', labelNames: ['topic'], registers }));
+    this.bytes = metric(r, 'ferry_gateway_kafka_bytes_total', () => new Counter({ name: 'ferry_gateway_kafka_bytes_total', help: 'record value bytes acknowledged by Kafka, by topic', labelNames: ['topic'], registers }));
+    this.duplicates = metric(r, 'ferry_gateway_kafka_duplicate_chunks_total', () => new Counter({ name: 'ferry_gateway_kafka_duplicate_chunks_total', help: 'chunks recognised as already committed and not produced again', registers }));
+    this.errors = metric(r, 'ferry_gateway_kafka_errors_total', () => new Counter({ name: 'ferry_gateway_kafka_errors_total', help: 'failed flushes, by error type', labelNames: ['type'], registers }));
+    this.transactions = metric(r, 'ferry_gateway_kafka_transactions_total', () => new Counter({ name: 'ferry_gateway_kafka_transactions_total', help: 'exactly-once transactions, by result (committed, aborted)', labelNames: ['result'], registers }));
+    this.produceSeconds = metric(r, 'ferry_gateway_kafka_produce_seconds', () => new Histogram({ name: 'ferry_gateway_kafka_produce_seconds', help: 'time to produce one flush (all its requests, and the commit)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers }));
+    this.flushRecords = metric(r, 'ferry_gateway_kafka_flush_records', () => new Histogram({ name: 'ferry_gateway_kafka_flush_records', help: 'records per flush', buckets: [10, 100, 1000, 5000, 10000, 25000, 50000, 100000], registers }));
+    this.committedIds = metric(r, 'ferry_gateway_kafka_committed_ids', () => new Gauge({ name: 'ferry_gateway_kafka_committed_ids', help: 'committed chunk ids known (exactly-once)', registers }));
+  }
+}
+
+function kafkaLogCreator(log: Logger): logCreator {
+  const last = new Map<string, number>();
+  return () =>
+    ({ namespace, level, log: entry }) => {
+      const { message, timestamp: _t, logger: _l, ...extra } = entry as { message: string; timestamp: string; logger?: unknown; [k: string]: unknown };
+      if (level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN) {
+        // kafkajs logs every retry of an outage; keep one line per message every 10 s.
+        const now = Date.now();
+        const key = `${namespace}:${message}`;
+        if ((last.get(key) ?? 0) > now - 10_000) return;
+        if (last.size > 1000) last.clear();
+        last.set(key, now);
+        log.warn({ namespace, ...extra }, `kafkajs: ${message}`);
+      } else {
+        log.debug({ namespace, ...extra }, `kafkajs: ${message}`);
+      }
+    };
+}
+
+export function kafkaClientConfig(config: KafkaSinkConfig, log: Logger): KafkaConfig {
+  const c: KafkaConfig = {
+    clientId: config.clientId,
+    brokers: [...config.brokers],
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: Math.min(10_000, config.requestTimeoutMs),
+    logLevel: KafkaLogLevel.WARN,
+    logCreator: kafkaLogCreator(log),
+    retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 5 },
+  };
+  if (config.ssl === true) c.ssl = true;
+  else if (config.ssl !== false) {
+    const tls = config.ssl;
+    c.ssl = {
+      ...(tls.caFile ? { ca: [readFileSync(tls.caFile)] } : {}),
+      ...(tls.certFile ? { cert: readFileSync(tls.certFile) } : {}),
+      ...(tls.keyFile ? { key: readFileSync(tls.keyFile) } : {}),
+    };
+  }
+  if (config.sasl) c.sasl = { mechanism: config.sasl.mechanism, username: config.sasl.username, password: config.sasl.password } as SASLOptions;
+  return c;
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+class KafkaSink implements Sink {
+  private readonly log: Logger;
+  private readonly metrics: SinkMetrics;
+  private readonly exactlyOnce: boolean;
+  private readonly limits: PackLimits;
+  private readonly maxFlushBytes: number;
+  private kafka: Kafka | undefined;
+  private admin: Admin | undefined;
+  private committed: CommittedLog | undefined;
+  private producer: Producer | undefined;
+  private state: State = 'new';
+  private queue: Pending[] = [];
+  private queuedBytes = 0;
+  private wakeLoop: (() => void) | undefined;
+  private loopDone: Promise<void> | undefined;
+  private flushing = false;
+  private consecutiveFailures = 0;
+  private lastError: string | undefined;
+  private readonly existingTopics = new Set<string>();
+  private readonly missingTopics = new Map<string, number>();
+
+  constructor(
+    private readonly config: KafkaSinkConfig,
+    private readonly opts: KafkaSinkOptions,
+  ) {
+    this.log = opts.log.child({ component: 'kafka-sink' });
+    this.metrics = new SinkMetrics(opts.registry);
+    this.exactlyOnce = config.delivery === 'exactly-once';
+    this.limits = { maxBatchBytes: config.maxBatchBytes, maxBatchRecords: config.maxBatchRecords };
+    this.maxFlushBytes = Math.max(config.maxFlushBytes, config.maxBatchBytes);
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new KafkaError(`the Kafka sink cannot start: it is ${this.state}`, false);
+    this.state = 'starting';
+    const c = this.config;
+    this.kafka = new Kafka(kafkaClientConfig(c, this.log));
+    try {
+      this.admin = this.kafka.admin({ retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 5 } });
+      await this.admin.connect();
+      if (this.exactlyOnce) {
+        this.committed = new CommittedLog({
+          kafka: this.kafka,
+          admin: this.admin,
+          topic: c.committedTopic,
+          retentionMs: c.committedRetentionMs,
+          gatewayId: this.opts.gatewayId,
+          clientId: c.clientId,
+          log: this.log,
+          timeoutMs: Math.max(c.requestTimeoutMs, 10_000),
+        });
+        await this.committed.start();
+        this.metrics.committedIds.set(this.committed.set.size);
+      }
+      await this.ensureProducer();
+    } catch (err) {
+      await this.closeClients();
+      this.state = 'stopped';
+      throw new KafkaError(`cannot start the Kafka sink (brokers ${c.brokers.join(', ')}): ${errorMessage(err)}`, true, { cause: err });
+    }
+    this.state = 'running';
+    this.log.info(
+      { brokers: c.brokers, delivery: c.delivery, transactionalId: this.transactionalId(), committedKnown: this.committed?.set.size },
+      'Kafka sink started',
+    );
+    this.loopDone = this.loop();
+  }
+
+  private transactionalId(): string | undefined {
+    return this.exactlyOnce ? `${this.config.transactionalIdPrefix}-${this.opts.gatewayId}` : undefined;
+  }
+
+  send(chunks: readonly SinkChunk[]): Promise<SinkOutcome[]> {
+    if (this.state !== 'running') {
+      const error = new KafkaError(`the Kafka sink is ${this.state === 'stopping' || this.state === 'stopped' ? 'shutting down' : 'not started'}`, true);
+      return Promise.resolve(chunks.map(() => ({ kind: 'retry', error, retryAfterMs: 1000 })));
+    }
+    const now = Date.now();
+    const promises = chunks.map(
+      (item) =>
+        new Promise<SinkOutcome>((resolve) => {
+          const estimate = item.chunk.dataBytes + item.chunk.records.length * 64;
+          this.queue.push({ item, id: chunkId(item.chunk.header.agentId, item.chunk.header.seq), enqueuedAt: now, estimate, resolve });
+          this.queuedBytes += estimate;
+        }),
+    );
+    this.wake();
+    return Promise.all(promises);
+  }
+
+  private wake(): void {
+    const w = this.wakeLoop;
+    this.wakeLoop = undefined;
+    w?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wakeLoop = undefined;
+        resolve();
+      }, ms);
+      this.wakeLoop = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      if (this.queue.length === 0) {
+        if (this.state !== 'running') return;
+        await this.sleep(60_000);
+        continue;
+      }
+      const first = this.queue[0]!;
+      const wait = first.enqueuedAt + this.config.lingerMs - Date.now();
+      if (wait > 0 && this.queuedBytes < this.maxFlushBytes && this.state === 'running') {
+        await this.sleep(wait);
+        continue;
+      }
+      const batch: Pending[] = [];
+      let bytes = 0;
+      while (this.queue.length > 0) {
+        const p = this.queue[0]!;
+        if (batch.length > 0 && bytes + p.estimate > this.maxFlushBytes) break;
+        this.queue.shift();
+        this.queuedBytes -= p.estimate;
+        bytes += p.estimate;
+        batch.push(p);
+      }
+      this.flushing = true;
+      try {
+        await this.flush(batch);
+      } catch (err) {
+        // flush() settles every chunk itself; this is a bug guard, never a silent loss.
+        this.log.error({ err }, 'unexpected error in the Kafka sink flush');
+        const error = new KafkaError(`unexpected error in the Kafka sink: ${errorMessage(err)}`, true, { cause: err });
+        for (const p of batch) p.resolve({ kind: 'retry', error, retryAfterMs: 1000 });
+      } finally {
+        this.flushing = false;
+      }
+    }
+  }
+
+  private settle(p: Pending, o: SinkOutcome): void {
+    const topic = p.item.chunk.header.topic;
+    const label = o.kind === 'ok' ? (o.duplicate ? 'duplicate' : 'ok') : o.kind;
+    this.metrics.chunks.inc({ topic, outcome: label });
+    if (o.kind === 'ok' && !o.duplicate) {
+      this.metrics.records.inc({ topic }, p.item.chunk.records.length);
+      this.metrics.bytes.inc({ topic }, p.item.chunk.dataBytes);
+    }
+    if (o.kind === 'fatal') {
+      this.log.error({ chunk: p.id, topic, source: p.item.source, err: o.error.message }, 'chunk refused by Kafka (fatal)');
+    }
+    p.resolve(o);
+  }
+
+  private retryOutcome(err: unknown): SinkOutcome {
+    const error = err instanceof KafkaError ? err : new KafkaError(`Kafka: ${errorMessage(err)}`, true, { cause: err });
+    const retryAfterMs = Math.min(30_000, 250 * 2 ** Math.min(this.consecutiveFailures, 7));
+    return { kind: 'retry', error, retryAfterMs };
+  }
+
+  private async flush(batch: Pending[]): Promise<void> {
+    // 1. Already committed, or twice in this flush: settle without producing.
+    const work: Pending[] = [];
+    const leaders = new Map<string, Pending>();
+    const followers: Array<[Pending, Pending]> = [];
+    for (const p of batch) {
+      const h = p.item.chunk.header;
+      if (this.committed?.set.has(h.agentId, h.seq)) {
+        this.metrics.duplicates.inc();
+        this.log.debug({ chunk: p.id }, 'chunk already committed; not producing it again');
+        this.settle(p, { kind: 'ok', duplicate: true });
+        continue;
+      }
+      const leader = leaders.get(p.id);
+      if (leader) {
+        followers.push([p, leader]);
+        continue;
+      }
+      leaders.set(p.id, p);
+      work.push(p);
+    }
+    const outcomes = new Map<Pending, SinkOutcome>();
+    // 2. Chunks Kafka can never take: missing topic, record too large.
+    let ready: Pending[] = [];
+    try {
+      ready = await this.precheck(work, outcomes);
+    } catch (err) {
+      this.noteFailure(err);
+      for (const p of work) outcomes.set(p, this.retryOutcome(err));
+    }
+    // 3. Produce.
+    if (ready.length > 0) await this.produce(ready, outcomes, true);
+    for (const p of work) this.settle(p, outcomes.get(p) ?? this.retryOutcome(new KafkaError('chunk was not produced', true)));
+    for (const [p, leader] of followers) {
+      const o = outcomes.get(leader)!;
+      if (o.kind === 'ok') this.metrics.duplicates.inc();
+      this.settle(p, o.kind === 'ok' ? { kind: 'ok', duplicate: true } : o);
+    }
+    if (this.committed) this.metrics.committedIds.set(this.committed.set.size);
+  }
+
+  private async precheck(work: Pending[], outcomes: Map<Pending, SinkOutcome>): Promise<Pending[]> {
+    const ready: Pending[] = [];
+    const topics = new Map<string, boolean>();
+    const maxRecord = maxRecordBytes(this.limits);
+    for (const p of work) {
+      const topic = p.item.chunk.header.topic;
+      let exists = topics.get(topic);
+      if (exists === undefined) {
+        exists = await this.topicExists(topic);
+        topics.set(topic, exists);
+      }
+      if (!exists) {
+        outcomes.set(p, {
+          kind: 'fatal',
+          error: new KafkaError(`topic "${topic}" does not exist in Kafka and kafka.allowAutoTopicCreation is false: create the topic`, false),
+        });
+        continue;
+      }
+      p.built ??= buildMessages(p.item.chunk, { headers: this.config.headers, key: this.config.key });
+      const tooBig = p.built.sizes.findIndex((s) => s > maxRecord);
+      if (tooBig >= 0) {
+        const r = p.item.chunk.records[tooBig]!;
+        outcomes.set(p, {
+          kind: 'fatal',
+          error: new KafkaError(
+            `record ${tooBig} (file offset ${r.offset}) is ${p.built.sizes[tooBig]} bytes with its headers, over the ${maxRecord} a produce request may hold (kafka.maxBatchBytes ${this.limits.maxBatchBytes})`,
+            false,
+          ),
+        });
+        continue;
+      }
+      ready.push(p);
+    }
+    return ready;
+  }
+
+  /** True when the topic exists (or auto-creation is on). Cached; a missing topic is re-checked after a few seconds. */
+  private async topicExists(topic: string, fresh = false): Promise<boolean> {
+    if (this.config.allowAutoTopicCreation) return true;
+    if (!fresh && this.existingTopics.has(topic)) return true;
+    const missingAt = this.missingTopics.get(topic);
+    if (!fresh && missingAt !== undefined && Date.now() - missingAt < MISSING_TOPIC_RECHECK_MS) return false;
+    const list = await this.admin!.listTopics();
+    for (const t of list) this.existingTopics.add(t);
+    if (list.includes(topic)) {
+      this.missingTopics.delete(topic);
+      return true;
+    }
+    this.existingTopics.delete(topic);
+    this.missingTopics.set(topic, Date.now());
+    this.log.warn({ topic }, 'topic does not exist in Kafka');
+    return false;
+  }
+
+  private async ensureProducer(): Promise<Producer> {
+    if (this.producer) return this.producer;
+    const transactionalId = this.transactionalId();
+    const producer = this.kafka!.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: this.config.allowAutoTopicCreation,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: PRODUCER_RETRY,
+      ...(transactionalId ? { transactionalId, transactionTimeout: Math.max(60_000, this.config.requestTimeoutMs * 2) } : {}),
+    });
+    try {
+      await producer.connect();
+      // A commit whose answer was lost may have succeeded: know its markers before trying again.
+      if (this.committed) await this.committed.catchUp();
+    } catch (err) {
+      await producer.disconnect().catch(() => undefined);
+      throw err;
+    }
+    this.producer = producer;
+    return producer;
+  }
+
+  private async dropProducer(): Promise<void> {
+    const p = this.producer;
+    this.producer = undefined;
+    if (p) await Promise.race([p.disconnect().catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
+  }
+
+  private noteFailure(err: unknown): void {
+    this.consecutiveFailures++;
+    this.lastError = errorMessage(err);
+    this.metrics.errors.inc({ type: errorLabel(err) });
+  }
+
+  /**
+   * Produces `items` (one transaction in exactly-once mode) and records an outcome for each.
+   * `isolate`: on an error that names no chunk, try the chunks again one by one.
+   */
+  private async produce(items: Pending[], outcomes: Map<Pending, SinkOutcome>, isolate: boolean): Promise<void> {
+    let producer: Producer;
+    try {
+      producer = await this.ensureProducer();
+    } catch (err) {
+      this.noteFailure(err);
+      if (this.consecutiveFailures === 1 || this.consecutiveFailures % 20 === 0) {
+        this.log.warn({ err: errorMessage(err), failures: this.consecutiveFailures }, 'Kafka unavailable; chunks will be retried');
+      }
+      for (const p of items) outcomes.set(p, this.retryOutcome(err));
+      return;
+    }
+    // Pack: chunk records, then (exactly-once) the chunk's marker; remember the requests each chunk spans.
+    const packer = new RequestPacker(this.limits);
+    const lastRequest = new Array<number>(items.length).fill(-1);
+    let records = 0;
+    for (const [i, p] of items.entries()) {
+      const built = p.built!;
+      const topic = p.item.chunk.header.topic;
+      for (let k = 0; k < built.messages.length; k++) lastRequest[i] = packer.add(topic, built.messages[k]!, built.sizes[k]!);
+      records += built.messages.length;
+      if (this.exactlyOnce) {
+        const marker = this.marker(p);
+        lastRequest[i] = packer.add(this.config.committedTopic, marker, 64 + p.id.length + (marker.value as Buffer).length);
+      }
+    }
+    const requests = packer.requests;
+    const compression = this.config.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+    const timeout = this.config.requestTimeoutMs;
+    const toBatch = (req: ProduceRequest) => ({
+      acks: -1,
+      timeout,
+      compression,
+      topicMessages: [...req.topics].map(([topic, messages]) => ({ topic, messages })),
+    });
+
+    const started = process.hrtime.bigint();
+    let failedAt = -1;
+    let error: unknown;
+    if (this.exactlyOnce) {
+      let txn: Awaited<ReturnType<Producer['transaction']>> | undefined;
+      try {
+        txn = await producer.transaction();
+        for (const req of requests) await txn.sendBatch(toBatch(req));
+        await txn.commit();
+        this.metrics.transactions.inc({ result: 'committed' });
+      } catch (err) {
+        failedAt = 0;
+        error = err;
+        this.metrics.transactions.inc({ result: 'aborted' });
+        if (txn?.isActive()) await txn.abort().catch(() => undefined);
+      }
+    } else {
+      for (const [k, req] of requests.entries()) {
+        try {
+          await producer.sendBatch(toBatch(req));
+        } catch (err) {
+          failedAt = k;
+          error = err;
+          break;
+        }
+      }
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+
+    if (failedAt < 0) {
+      this.metrics.produceSeconds.observe(seconds);
+      this.metrics.flushRecords.observe(records);
+      if (this.consecutiveFailures > 0) this.log.info({ failures: this.consecutiveFailures }, 'Kafka produces again');
+      this.consecutiveFailures = 0;
+      this.lastError = undefined;
+      for (const p of items) {
+        if (this.committed) this.committed.set.add(p.item.chunk.header.agentId, p.item.chunk.header.seq);
+        outcomes.set(p, { kind: 'ok', duplicate: false });
+      }
+      return;
+    }
+
+    // Failed: the producer may be unusable (and a transactional one must be fenced): recreate it.
+    await this.dropProducer();
+    this.noteFailure(error);
+    const cls = classifyError(error);
+    const rest: Pending[] = [];
+    for (const [i, p] of items.entries()) {
+      // at-least-once: chunks wholly in requests before the failed one are in Kafka.
+      if (!this.exactlyOnce && lastRequest[i]! < failedAt) outcomes.set(p, { kind: 'ok', duplicate: false });
+      else rest.push(p);
+    }
+    if (cls === 'fenced') {
+      this.log.error(
+        { err: errorMessage(error), transactionalId: this.transactionalId() },
+        'producer fenced: another gateway uses the same transactional id (gateway id must be unique); retrying with a new producer',
+      );
+    }
+    if (cls === 'retry' || cls === 'fenced' || rest.length === 0) {
+      if (this.consecutiveFailures === 1 || this.consecutiveFailures % 20 === 0) {
+        this.log.warn({ err: errorMessage(error), type: errorLabel(error), chunks: rest.length, failures: this.consecutiveFailures }, 'produce failed; chunks will be retried');
+      }
+      for (const p of rest) outcomes.set(p, this.retryOutcome(error));
+      return;
+    }
+    if (rest.length > 1 && isolate) {
+      this.log.warn({ err: errorMessage(error), type: errorLabel(error), chunks: rest.length }, 'produce refused; trying the chunks one by one to find the refused one');
+      for (const [i, p] of rest.entries()) {
+        await this.produce([p], outcomes, false);
+        const o = outcomes.get(p);
+        if (o?.kind === 'retry') {
+          // Kafka went away meanwhile: the others wait too.
+          for (const q of rest.slice(i + 1)) outcomes.set(q, o);
+          break;
+        }
+      }
+      return;
+    }
+    // One chunk (or no isolation): decide for it.
+    for (const p of rest) outcomes.set(p, await this.decideRefused(p, cls, error));
+  }
+
+  private async decideRefused(p: Pending, cls: 'topic' | 'too-large', error: unknown): Promise<SinkOutcome> {
+    const topic = p.item.chunk.header.topic;
+    if (cls === 'too-large') {
+      return { kind: 'fatal', error: new KafkaError(`Kafka refused chunk ${p.id} as too large (${errorLabel(error)}): raise the broker's message.max.bytes or lower kafka.maxBatchBytes`, false, { cause: error }) };
+    }
+    if (errorLabel(error) === 'TOPIC_AUTHORIZATION_FAILED') {
+      return { kind: 'fatal', error: new KafkaError(`Kafka refused writes to topic "${topic}" (TOPIC_AUTHORIZATION_FAILED)`, false, { cause: error }) };
+    }
+    try {
+      if (!(await this.topicExists(topic, true))) {
+        return { kind: 'fatal', error: new KafkaError(`topic "${topic}" does not exist in Kafka and kafka.allowAutoTopicCreation is false: create the topic`, false, { cause: error }) };
+      }
+    } catch (err) {
+      return this.retryOutcome(err);
+    }
+    // The topic exists: metadata was lagging (fresh topic, leader election). Try again later.
+    return this.retryOutcome(error);
+  }
+
+  private marker(p: Pending): Message {
+    const h = p.item.chunk.header;
+    return {
+      key: p.id,
+      value: Buffer.from(JSON.stringify({ g: this.opts.gatewayId, t: h.topic, n: h.lineCount, r: h.readAtMs })),
+    };
+  }
+
+  async stop(deadlineMs: number): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'new') {
+      this.state = 'stopped';
+      return;
+    }
+    this.state = 'stopping';
+    this.wake();
+    const left = (): number => Math.max(0, deadlineMs - Date.now());
+    // Drain: the loop flushes what is queued (without lingering) and returns when empty.
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      (this.loopDone ?? Promise.resolve()).then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), left()))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      const error = new KafkaError('the Kafka sink stopped before producing this chunk', true);
+      const rest = this.queue.splice(0);
+      this.queuedBytes = 0;
+      for (const p of rest) this.settle(p, { kind: 'retry', error, retryAfterMs: 1000 });
+      this.log.warn({ unsent: rest.length, flushing: this.flushing }, 'Kafka sink stop deadline reached');
+    }
+    this.state = 'stopped';
+    this.wake();
+    await this.closeClients();
+    this.log.info('Kafka sink stopped');
+  }
+
+  private async closeClients(): Promise<void> {
+    await this.dropProducer();
+    await this.committed?.stop().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+  }
+
+  health(): { ready: boolean; detail: string } {
+    if (this.state !== 'running') return { ready: false, detail: `Kafka sink ${this.state}` };
+    if (this.consecutiveFailures > 0) {
+      return { ready: false, detail: `Kafka failing (${this.consecutiveFailures} failed attempts): ${this.lastError ?? 'unknown error'}` };
+    }
+    return {
+      ready: true,
+      detail: `Kafka ok (${this.config.delivery}${this.committed ? `, ${this.committed.set.size} committed chunk ids known` : ''}, ${this.queue.length} chunks queued)`,
+    };
+  }
+}
