@@ -58,7 +58,7 @@ describe('POST /v1/chunks', () => {
     sink.outcome = () => ({ kind: 'ok', duplicate: true });
     const res = await post(app, makeChunk(['a']));
     assert.equal(res.statusCode, 200);
-    assert.equal((res.json() as { duplicate: boolean }).duplicate, true);
+    assert.equal(res.json<{ duplicate: boolean }>().duplicate, true);
   });
 
   it('sends a chunk resent while the first copy is still in flight to the sink only once', async () => {
@@ -80,7 +80,7 @@ describe('POST /v1/chunks', () => {
     assert.equal(a.statusCode, 200);
     assert.equal(b.statusCode, 200);
     assert.equal(sink.calls, 1);
-    const dups = [a, b].map((r) => (r.json() as { duplicate: boolean }).duplicate).sort();
+    const dups = [a, b].map((r) => r.json<{ duplicate: boolean }>().duplicate).sort();
     assert.deepEqual(dups, [false, true]);
   });
 
