@@ -22,7 +22,7 @@ import { Counter, Gauge, Histogram, type Registry } from '../../shared/metrics.j
 import { backoffDelay, type BackoffPolicy } from '../../shared/backoff.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { SpoolReader, SpooledChunk } from '../spool/types.js';
-import { isFatal, isRetry, type SendResult, type Shipper } from './types.js';
+import { isFatal, isRetry, ShipFailure, type SendResult, type Shipper } from './types.js';
 
 /** Retry-After values beyond this are treated as this (a misconfigured proxy must not park the agent for days). */
 export const MAX_RETRY_AFTER_MS = 10 * 60 * 1000;
@@ -360,8 +360,8 @@ export class Pump {
       r.retryAfterMs !== undefined && Number.isFinite(r.retryAfterMs)
         ? Math.min(Math.max(0, r.retryAfterMs), MAX_RETRY_AFTER_MS)
         : backoffDelay(this.retry, this.attempt, this.random);
-    const label = (r.retry as { code?: unknown }).code;
-    this.m.retries.inc({ reason: typeof label === 'string' ? label : 'error' });
+    const label = r.retry instanceof ShipFailure ? r.retry.reason : 'error';
+    this.m.retries.inc({ reason: label });
     this.retrying = { seq: chunk.seq, attempt: this.attempt, error: reason, nextAttemptAtMs: this.now() + delay };
     // One line per change of reason, not per attempt: an outage of hours must not flood the log.
     if (reason !== this.lastRetryReason) {

@@ -9,6 +9,7 @@
  *   { fatal }               the far side refuses this chunk (HTTP 4xx): it stays in the spool,
  *                           shipping stops behind it and an operator has to look.
  */
+import { TransportError } from '../../shared/errors.js';
 import type { Heartbeat } from '../../shared/protocol.js';
 import type { SpooledChunk } from '../spool/types.js';
 
@@ -49,4 +50,16 @@ export function isRetry(r: SendResult): r is { retry: Error; retryAfterMs?: numb
 
 export function isFatal(r: SendResult): r is { fatal: Error } {
   return typeof r === 'object' && 'fatal' in r;
+}
+
+/**
+ * A failed send, with a short stable `reason` (metric label, log-once key): `not-connected`,
+ * `no-stream`, `timeout`, `rejected`, `http-5xx`, `http-429`, `network`, ...
+ */
+export class ShipFailure extends TransportError {
+  readonly reason: string;
+  constructor(reason: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
 }

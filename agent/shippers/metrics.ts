@@ -1,0 +1,24 @@
+/** Transport metrics shared by the shippers (one shipper per process; get-or-create keeps tests that share a registry working). */
+import { Counter, Gauge, type Registry } from '../../shared/metrics.js';
+
+export interface TransportMetrics {
+  connected: Gauge;
+  disconnects: Counter;
+  reconnects: Counter;
+}
+
+function counter(registry: Registry, name: string, help: string): Counter {
+  return (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, registers: [registry] });
+}
+
+function gauge(registry: Registry, name: string, help: string): Gauge {
+  return (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, registers: [registry] });
+}
+
+export function transportMetrics(registry: Registry): TransportMetrics {
+  return {
+    connected: gauge(registry, 'ferry_transport_connected', '1 while the transport (NATS connection, or HTTP gateway reachable) is up'),
+    disconnects: counter(registry, 'ferry_transport_disconnects_total', 'times the transport went from connected to disconnected'),
+    reconnects: counter(registry, 'ferry_transport_reconnects_total', 'times the transport came back after a disconnection'),
+  };
+}
