@@ -72,7 +72,7 @@ describe('buildMessages', () => {
     const { messages, sizes, bytes } = buildMessages(chunk, { headers: [...HEADER_NAMES], key: 'path' });
     let sum = 0;
     for (const [i, m] of messages.entries()) {
-      let raw = (m.value as Buffer).length + (m.key ? Buffer.byteLength(m.key as Buffer) : 0);
+      let raw = (m.value as Buffer).length + (m.key ? Buffer.byteLength(m.key) : 0);
       for (const [k, v] of Object.entries(m.headers!)) raw += k.length + Buffer.byteLength(v as string | Buffer);
       assert.ok(sizes[i]! >= raw, `size ${sizes[i]} >= raw ${raw}`);
       sum += sizes[i]!;
