@@ -4,9 +4,10 @@
  *   ferry-gateway run --config <file>
  *   ferry-gateway check --config <file> [--json]
  */
-import { parseCommand, runCheck, reportFatal, formatBytes, EXIT_USAGE, type ParsedCommand } from '../shared/cli.js';
+import { parseCommand, runCheck, reportFatal, formatBytes, requireConfigPath, type ParsedCommand } from '../shared/cli.js';
 import { VERSION } from '../shared/version.js';
 import { loadGatewayConfig, type GatewayConfig } from './config.js';
+import { runGateway } from './run.js';
 
 const USAGE = `Usage: ferry-gateway <command> --config <file> [options]
 
@@ -37,6 +38,9 @@ export function summarizeGatewayConfig(c: GatewayConfig): string[] {
   return lines;
 }
 
+/** `run` ends the process itself once the gateway stopped: client libraries may keep timers. */
+let exitWhenDone = false;
+
 async function main(argv: string[]): Promise<number> {
   const cmd: ParsedCommand = parseCommand(argv, OPTIONS, ['run', 'check']);
   switch (cmd.command) {
@@ -48,17 +52,20 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'check':
       return runCheck((f) => loadGatewayConfig(f), summarizeGatewayConfig, cmd.values);
+    case 'run':
     default:
-      process.stderr.write(`ferry-gateway: "${cmd.command}" is not available in this build\n`);
-      return EXIT_USAGE;
+      exitWhenDone = true;
+      return runGateway(requireConfigPath(cmd.values));
   }
 }
 
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    if (exitWhenDone) process.exit(code);
   },
   (err: unknown) => {
     process.exitCode = reportFatal(err, 'ferry-gateway', USAGE);
+    if (exitWhenDone) process.exit(process.exitCode);
   },
 );
