@@ -20,23 +20,33 @@ export function absolutePatterns(patterns: readonly string[]): string[] {
   return patterns.map((p) => (p.startsWith('/') ? p : resolve(p)));
 }
 
-/** Files matching the input's paths and not its exclude patterns, as absolute paths. */
-export async function globFiles(input: InputPatterns): Promise<string[]> {
-  return glob(absolutePatterns(input.paths), {
-    absolute: true,
-    onlyFiles: true,
-    dot: true,
-    expandDirectories: false,
-    followSymbolicLinks: true,
-    ignore: absolutePatterns(input.exclude),
-  });
+/**
+ * Exclude patterns: absolute globs match the whole path; relative ones match its end at any
+ * depth: `*.gz` skips every .gz file, like a pattern starting with a globstar does.
+ */
+export function excludePatterns(patterns: readonly string[]): string[] {
+  return patterns.map((p) => (p.startsWith('/') ? p : p.startsWith('**/') ? p : `**/${p}`));
 }
 
 /** A predicate telling whether an absolute path belongs to the input. */
 export function inputMatcher(input: InputPatterns): (path: string) => boolean {
   const inc = picomatch(absolutePatterns(input.paths), { dot: true });
-  const exc = input.exclude.length > 0 ? picomatch(absolutePatterns(input.exclude), { dot: true }) : () => false;
+  const exc = excludePatterns(input.exclude).length > 0 ? picomatch(excludePatterns(input.exclude), { dot: true }) : () => false;
   return (p) => inc(p) && !exc(p);
+}
+
+/** Files matching the input's paths and not its exclude patterns, as absolute paths. */
+export async function globFiles(input: InputPatterns): Promise<string[]> {
+  const found = await glob(absolutePatterns(input.paths), {
+    absolute: true,
+    onlyFiles: true,
+    dot: true,
+    expandDirectories: false,
+    followSymbolicLinks: true,
+  });
+  if (input.exclude.length === 0) return found;
+  const exc = picomatch(excludePatterns(input.exclude), { dot: true });
+  return found.filter((p) => !exc(p));
 }
 
 /** The directories to watch for the patterns: each pattern's static base, recursive when it has `**`. */

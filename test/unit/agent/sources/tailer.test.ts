@@ -1,0 +1,384 @@
+// The tailer against real files in a temp folder and a real spool: rotation, truncation,
+// identity, partial lines, multiline, long lines, binary bytes, many files, discovery, startAt,
+// and the spool's size cap.
+import { describe, it, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, closeSync, copyFileSync, mkdirSync, openSync, renameSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { Spool } from '../../../../agent/spool/spool.js';
+import { Tailer } from '../../../../agent/sources/tail/tailer.js';
+import type { AgentConfig } from '../../../../agent/config.js';
+import { RecordFlag, decodeChunk } from '../../../../shared/chunk/codec.js';
+import { Registry } from '../../../../shared/metrics.js';
+import { silentLogger } from '../../../../shared/log.js';
+import { tempDir, type TempDir } from '../../../harness/temp.js';
+import { waitFor } from '../../../harness/wait.js';
+import { captureLog, spooledRecords, tailConfig, values, type LogCapture, type SpooledRecord, type TailTestOptions } from '../fixtures/helpers.js';
+
+interface Running {
+  dir: string;
+  logs: string;
+  cfg: AgentConfig;
+  spool: Spool;
+  tailer: Tailer;
+  registry: Registry;
+  cap: LogCapture;
+  stop(): Promise<void>;
+}
+
+function lines(prefix: string, from: number, to: number): string {
+  let s = '';
+  for (let i = from; i < to; i++) s += `${prefix}-${String(i).padStart(5, '0')}\n`;
+  return s;
+}
+
+function expected(prefix: string, from: number, to: number): string[] {
+  return lines(prefix, from, to).split('\n').slice(0, -1);
+}
+
+async function metric(registry: Registry, name: string): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
+  return (m?.values[0]?.value as number | undefined) ?? 0;
+}
+
+/** Every record once, and per path in increasing file offset. */
+function assertExactlyOnce(records: readonly SpooledRecord[], want: readonly string[]): void {
+  const got = values(records);
+  assert.equal(new Set(got).size, got.length, 'no record is spooled twice');
+  assert.deepEqual([...got].sort(), [...want].sort());
+  const lastByPath = new Map<string, number>();
+  for (const r of records) {
+    const last = lastByPath.get(r.path) ?? -1;
+    assert.ok(r.offset > last || (r.offset === 0 && last >= 0), `records of ${r.path} are in file order`);
+    lastByPath.set(r.path, r.offset);
+  }
+}
+
+describe('agent tailer', () => {
+  const running: Running[] = [];
+  const dirs: TempDir[] = [];
+
+  async function start(o: TailTestOptions = {}, reuse?: string): Promise<Running> {
+    let dir = reuse;
+    if (!dir) {
+      const d = tempDir('tail');
+      dirs.push(d);
+      dir = d.path;
+      mkdirSync(join(dir, 'logs'));
+    }
+    const cfg = tailConfig(dir, o);
+    const cap = captureLog();
+    const registry = new Registry();
+    const spool = Spool.open({ dataDir: cfg.dataDir, maxBytes: cfg.spool.maxBytes, onFull: cfg.spool.onFull, synchronous: cfg.spool.synchronous, log: silentLogger(), registry });
+    const tailer = new Tailer({ config: cfg, spool, log: cap.log, registry, host: 'test-host' });
+    await tailer.start();
+    let stopped = false;
+    const r: Running = {
+      dir,
+      logs: join(dir, 'logs'),
+      cfg,
+      spool,
+      tailer,
+      registry,
+      cap,
+      stop: async () => {
+        if (stopped) return;
+        stopped = true;
+        await tailer.stop(Date.now() + 5000);
+        spool.close();
+      },
+    };
+    running.push(r);
+    return r;
+  }
+
+  async function waitRecords(r: Running, n: number, what = `${n} records`): Promise<SpooledRecord[]> {
+    return waitFor(() => {
+      const recs = spooledRecords(r.spool);
+      return recs.length >= n ? recs : undefined;
+    }, 10_000, what);
+  }
+
+  afterEach(async () => {
+    for (const r of running.splice(0)) await r.stop();
+    for (const d of dirs.splice(0)) await d.cleanup();
+  });
+
+  it('spools every line once, with chunk offsets and record gaps that locate each line in the file', async () => {
+    const r = await start();
+    const file = join(r.logs, 'app.log');
+    writeFileSync(file, lines('a', 0, 500));
+    appendFileSync(file, lines('a', 500, 1000));
+    const recs = await waitRecords(r, 1000);
+    assertExactlyOnce(recs, expected('a', 0, 1000));
+    const content = Buffer.from(lines('a', 0, 1000));
+    for (const rec of recs) assert.equal(content.subarray(rec.offset, rec.offset + rec.value.length).toString(), rec.value.toString());
+    // Chunks chain: each starts where the previous one ended, and the last ends at the file's end.
+    const chunks = r.spool.readAfter(0, 1000).map((c) => decodeChunk(c.bytes).header);
+    for (let i = 1; i < chunks.length; i++) assert.equal(chunks[i]!.offsetStart, chunks[i - 1]!.offsetEnd);
+    assert.equal(chunks.at(-1)!.offsetEnd, content.length);
+    assert.equal(chunks[0]!.host, 'test-host');
+    assert.equal(chunks[0]!.topic, 'logs');
+    assert.equal(chunks[0]!.agentId, 'test-agent');
+    await waitFor(() => r.spool.fileStates()[0]?.offset === content.length, 5000, 'the stored offset to reach the end');
+    assert.equal(await metric(r.registry, 'ferry_agent_lines_read_total'), 1000);
+  });
+
+  it('follows rotation by rename: reads the old file to its end, then the new file from its start', async () => {
+    const r = await start();
+    const file = join(r.logs, 'app.log');
+    const oldFd = openSync(file, 'a');
+    writeSync(oldFd, lines('r', 0, 100));
+    await waitRecords(r, 100);
+    renameSync(file, join(r.logs, 'app.log.1'));
+    writeSync(oldFd, lines('r', 100, 150)); // the writer still holds the old file
+    closeSync(oldFd);
+    writeFileSync(file, lines('r', 150, 200));
+    const recs = await waitRecords(r, 200);
+    assertExactlyOnce(recs, expected('r', 0, 200));
+    assert.ok((await metric(r.registry, 'ferry_agent_rotations_total')) >= 1);
+    // After rotateGraceMs without growth the old descriptor is released.
+    await waitFor(async () => (await metric(r.registry, 'ferry_agent_open_files')) === 1, 5000, 'the rotated file to be released');
+    assert.equal(r.spool.fileStates().length, 1);
+    assert.ok(r.cap.find('released rotated file'));
+  });
+
+  it('follows a file renamed to a name its glob also matches, without reading it again', async () => {
+    const d = tempDir('tail');
+    dirs.push(d);
+    mkdirSync(join(d.path, 'logs'));
+    const r = await start({ input: { paths: [join(d.path, 'logs', 'app.log*')] } }, d.path);
+    const file = join(r.logs, 'app.log');
+    const fd = openSync(file, 'a');
+    writeSync(fd, lines('m', 0, 50));
+    await waitRecords(r, 50);
+    renameSync(file, join(r.logs, 'app.log.1'));
+    writeSync(fd, lines('m', 50, 60));
+    closeSync(fd);
+    writeFileSync(file, lines('m', 60, 70));
+    const recs = await waitRecords(r, 70);
+    assertExactlyOnce(recs, expected('m', 0, 70));
+    await waitFor(() => r.tailer.fileStatus().some((f) => f.path.endsWith('app.log.1')), 5000, 'the renamed file followed under its new name');
+    assert.equal(r.tailer.fileStatus().length, 2);
+  });
+
+  it('reads a copytruncated file again from its start, logging and counting the truncation', async () => {
+    const r = await start();
+    const file = join(r.logs, 'app.log');
+    const fd = openSync(file, 'a');
+    writeSync(fd, lines('c', 0, 100));
+    await waitRecords(r, 100);
+    copyFileSync(file, join(r.logs, 'app.log.1'));
+    truncateSync(file, 0);
+    writeSync(fd, lines('c', 100, 130)); // O_APPEND: lands at the new start
+    closeSync(fd);
+    const recs = await waitRecords(r, 130);
+    assertExactlyOnce(recs, expected('c', 0, 130));
+    assert.equal(recs.at(-1)!.offset, Buffer.byteLength(lines('c', 100, 129)));
+    assert.equal(await metric(r.registry, 'ferry_agent_truncations_total'), 1);
+    assert.ok(r.cap.find('truncated'));
+  });
+
+  it('notices a file rewritten past its old size between two looks by its changed fingerprint', async () => {
+    const r = await start({ tail: { pollIntervalMs: 10 } });
+    const file = join(r.logs, 'app.log');
+    writeFileSync(file, lines('old', 0, 10));
+    await waitRecords(r, 10);
+    // truncate and write more than before in one step: the size alone does not show it
+    writeFileSync(file, lines('new', 0, 40));
+    const recs = await waitRecords(r, 50);
+    assertExactlyOnce(recs, [...expected('old', 0, 10), ...expected('new', 0, 40)]);
+    assert.equal(await metric(r.registry, 'ferry_agent_truncations_total'), 1);
+  });
+
+  it('does not take a reused inode for the file that had it before (different fingerprint: read from 0)', async () => {
+    const d = tempDir('tail');
+    dirs.push(d);
+    mkdirSync(join(d.path, 'logs'));
+    const file = join(d.path, 'logs', 'app.log');
+    writeFileSync(file, lines('n', 0, 20));
+    const st = statSync(file, { bigint: true });
+    // A state left by a previous file with the same device and inode but other content.
+    const cfg = tailConfig(d.path);
+    const pre = Spool.open({ dataDir: cfg.dataDir, maxBytes: cfg.spool.maxBytes, onFull: 'pause', synchronous: 'normal', log: silentLogger() });
+    pre.saveFileState({ path: file, identity: { dev: String(st.dev), ino: String(st.ino), fingerprint: '20:00000000000000000000000000000000' }, offset: 60, input: 0, updatedAtMs: 1 });
+    pre.setMeta('tail.inputSeen.x', '1');
+    pre.close();
+    const r = await start({}, d.path);
+    const recs = await waitRecords(r, 20);
+    assertExactlyOnce(recs, expected('n', 0, 20));
+    assert.ok(r.cap.find('inode reused'));
+  });
+
+  it('resumes at the stored offset when the same file (same fingerprint) is found again after a restart', async () => {
+    const r = await start();
+    const file = join(r.logs, 'app.log');
+    writeFileSync(file, lines('s', 0, 30));
+    await waitRecords(r, 30);
+    await r.stop();
+    appendFileSync(file, lines('s', 30, 45));
+    const again = await start({}, r.dir);
+    const recs = await waitRecords(again, 45);
+    assertExactlyOnce(recs, expected('s', 0, 45));
+  });
+
+  it('holds a last line without newline (its offset is not stored) until it is completed', async () => {
+    const r = await start({ input: { partialLineFlushMs: 60_000 } });
+    const file = join(r.logs, 'app.log');
+    writeFileSync(file, 'complete\npart');
+    await waitRecords(r, 1);
+    await waitFor(() => r.spool.fileStates()[0]?.offset === 9, 5000, 'the offset stored before the partial line');
+    assert.deepEqual(values(spooledRecords(r.spool)), ['complete']);
+    appendFileSync(file, 'ial\nnext\n');
+    const recs = await waitRecords(r, 3);
+    assert.deepEqual(values(recs), ['complete', 'partial', 'next']);
+    assert.deepEqual(recs.map((x) => x.flags), [0, 0, 0]);
+    assert.deepEqual(recs.map((x) => x.offset), [0, 9, 17]);
+  });
+
+  it('flushes a last line without newline after partialLineFlushMs, flagged NoNewline', async () => {
+    const r = await start({ input: { partialLineFlushMs: 100 } });
+    const file = join(r.logs, 'app.log');
+    writeFileSync(file, 'first\nno newline here');
+    const recs = await waitRecords(r, 2);
+    assert.deepEqual(values(recs), ['first', 'no newline here']);
+    assert.equal(recs[1]!.flags, RecordFlag.NoNewline);
+    appendFileSync(file, ' more\n');
+    const after = await waitRecords(r, 3);
+    assert.equal(values(after)[2], ' more');
+  });
+
+  it('joins continuation lines into one multiline record, and emits an open record after its timeout', async () => {
+    const r = await start({ input: { multiline: { startPattern: '^\\S', maxLines: 3, timeoutMs: 150 } } });
+    const file = join(r.logs, 'app.log');
+    writeFileSync(file, 'Error: boom\n  at a\n  at b\nplain\nLong\n  1\n  2\n  3\n  4\nlast\n  x\n');
+    const recs = await waitRecords(r, 5);
+    assert.deepEqual(values(recs), ['Error: boom\n  at a\n  at b', 'plain', 'Long\n  1\n  2', '  3\n  4', 'last\n  x']);
+    assert.deepEqual(recs.map((x) => x.flags), [RecordFlag.Multiline, 0, RecordFlag.Multiline, RecordFlag.Multiline, RecordFlag.Multiline]);
+  });
+
+  it('splits a 5 MiB line into maxLineBytes pieces marked Continues, losing no byte', async () => {
+    const r = await start({ input: { maxLineBytes: 1024 * 1024 } });
+    const big = Buffer.alloc(5 * 1024 * 1024 + 123);
+    for (let i = 0; i < big.length; i++) big[i] = 0x61 + (i % 26);
+    writeFileSync(join(r.logs, 'app.log'), Buffer.concat([big, Buffer.from('\nafter\n')]));
+    const recs = await waitRecords(r, 7);
+    assert.equal(recs.length, 7);
+    assert.deepEqual(recs.map((x) => x.flags), [1, 1, 1, 1, 1, 0, 0]);
+    assert.ok(Buffer.concat(recs.slice(0, 6).map((x) => x.value)).equals(big));
+    assert.deepEqual(recs.map((x) => x.offset), [0, 1, 2, 3, 4, 5].map((i) => i * 1024 * 1024).concat([big.length + 1]));
+    assert.equal(recs[6]!.value.toString(), 'after');
+  });
+
+  it('truncates a 5 MiB line at maxLineBytes when longLines=truncate, flagged Truncated, and skips to the next line', async () => {
+    const r = await start({ input: { maxLineBytes: 1024 * 1024, longLines: 'truncate' } });
+    const big = Buffer.alloc(5 * 1024 * 1024, 0x62);
+    writeFileSync(join(r.logs, 'app.log'), Buffer.concat([big, Buffer.from('\nafter\n')]));
+    const recs = await waitRecords(r, 2);
+    assert.equal(recs.length, 2);
+    assert.equal(recs[0]!.flags, RecordFlag.Truncated);
+    assert.equal(recs[0]!.value.length, 1024 * 1024);
+    assert.equal(recs[1]!.value.toString(), 'after');
+    assert.equal(recs[1]!.offset, big.length + 1);
+  });
+
+  it('carries binary bytes and invalid UTF-8 unchanged', async () => {
+    const r = await start();
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i).filter((b) => b !== 0x0a));
+    const bad = Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0xe2, 0x82, 0x00, 0x0d]);
+    writeFileSync(join(r.logs, 'app.log'), Buffer.concat([all, Buffer.from('\n'), bad, Buffer.from('\n')]));
+    const recs = await waitRecords(r, 2);
+    assert.ok(recs[0]!.value.equals(all));
+    assert.ok(recs[1]!.value.equals(bad));
+  });
+
+  it('tails 220 files with at most 64 open descriptors, and still sees idle files grow', async () => {
+    const r = await start({ tail: { maxOpenFiles: 64, pollIntervalMs: 50 } });
+    const want: string[] = [];
+    for (let f = 0; f < 220; f++) {
+      writeFileSync(join(r.logs, `f${f}.log`), lines(`f${f}`, 0, 20));
+      want.push(...expected(`f${f}`, 0, 20));
+    }
+    await waitRecords(r, 220 * 20);
+    assert.ok((await metric(r.registry, 'ferry_agent_open_files')) <= 64);
+    for (let f = 0; f < 220; f += 7) {
+      appendFileSync(join(r.logs, `f${f}.log`), lines(`f${f}`, 20, 21));
+      want.push(...expected(`f${f}`, 20, 21));
+    }
+    const recs = await waitRecords(r, want.length);
+    assertExactlyOnce(recs, want);
+    assert.ok((await metric(r.registry, 'ferry_agent_open_files')) <= 64);
+    assert.equal(r.tailer.health().files, 220);
+  });
+
+  it('picks up files that appear while it runs, from their start, and skips excluded ones', async () => {
+    const r = await start({ input: { exclude: ['skip-*.log'] } });
+    writeFileSync(join(r.logs, 'one.log'), lines('one', 0, 5));
+    await waitRecords(r, 5);
+    writeFileSync(join(r.logs, 'skip-me.log'), lines('skip', 0, 5));
+    writeFileSync(join(r.logs, 'two.log'), lines('two', 0, 5));
+    writeFileSync(join(r.logs, 'three.txt'), lines('txt', 0, 5));
+    const recs = await waitRecords(r, 10);
+    await waitFor(() => r.tailer.fileStatus().length === 2, 5000, 'two files tailed');
+    assertExactlyOnce(recs, [...expected('one', 0, 5), ...expected('two', 0, 5)]);
+  });
+
+  it('with startAt=end skips what files held at first sight, but reads files that appear later from their start', async () => {
+    const d = tempDir('tail');
+    dirs.push(d);
+    mkdirSync(join(d.path, 'logs'));
+    writeFileSync(join(d.path, 'logs', 'old.log'), lines('old', 0, 10));
+    const r = await start({ input: { startAt: 'end' } }, d.path);
+    await waitFor(() => r.tailer.fileStatus().length === 1, 5000, 'the old file tailed');
+    appendFileSync(join(r.logs, 'old.log'), lines('old', 10, 12));
+    writeFileSync(join(r.logs, 'new.log'), lines('new', 0, 3));
+    const recs = await waitRecords(r, 5);
+    assertExactlyOnce(recs, [...expected('old', 10, 12), ...expected('new', 0, 3)]);
+    // A file created while the agent is down is not "first sight" either.
+    await r.stop();
+    writeFileSync(join(d.path, 'logs', 'down.log'), lines('down', 0, 4));
+    const again = await start({ input: { startAt: 'end' } }, d.path);
+    const all = await waitRecords(again, 9);
+    assertExactlyOnce(all, [...expected('old', 10, 12), ...expected('new', 0, 3), ...expected('down', 0, 4)]);
+  });
+
+  it('stops reading while the spool is full (offsets stay put) and resumes when acks free space', async () => {
+    const r = await start({ spool: { maxBytes: 1024 * 1024 }, chunk: { maxBytes: 32 * 1024 } });
+    const file = join(r.logs, 'app.log');
+    const content = lines('p'.repeat(180), 0, 20_000); // ~3.7 MB
+    writeFileSync(file, content);
+    await waitFor(() => r.tailer.health().paused, 10_000, 'the tailer to pause');
+    const offset = r.spool.fileStates()[0]!.offset;
+    assert.ok(offset < content.length, 'the offset stays before unread bytes');
+    assert.equal(await metric(r.registry, 'ferry_agent_spool_full'), 1);
+    assert.match(r.tailer.health().detail, /paused/);
+    // A shipper's job: take chunks, ack them.
+    const got: string[] = [];
+    let after = 0;
+    await waitFor(() => {
+      for (const c of r.spool.readAfter(after, 1000)) {
+        for (const rec of decodeChunk(c.bytes).records) got.push(rec.value.toString());
+        after = c.seq;
+        r.spool.ack([c.seq]);
+      }
+      return got.length >= 20_000;
+    }, 20_000, 'every line to pass through the capped spool');
+    assert.equal(got.length, 20_000);
+    assert.deepEqual(got, expected('p'.repeat(180), 0, 20_000));
+  });
+
+  it('a deleted file is read to its end through its descriptor, then released', async () => {
+    const r = await start();
+    const file = join(r.logs, 'gone.log');
+    const fd = openSync(file, 'a');
+    writeSync(fd, lines('g', 0, 10));
+    await waitRecords(r, 10);
+    unlinkSync(file);
+    writeSync(fd, lines('g', 10, 15));
+    closeSync(fd);
+    const recs = await waitRecords(r, 15);
+    assertExactlyOnce(recs, expected('g', 0, 15));
+    await waitFor(() => r.tailer.health().files === 0, 5000, 'the deleted file to be released');
+    assert.equal(r.spool.fileStates().length, 0);
+  });
+});
