@@ -38,7 +38,7 @@ function expected(prefix: string, from: number, to: number): string[] {
 
 async function metric(registry: Registry, name: string): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
-  return (m?.values[0]?.value as number | undefined) ?? 0;
+  return (m?.values[0]?.value) ?? 0;
 }
 
 /** Every record once, and per path in increasing file offset. */
