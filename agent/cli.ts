@@ -8,12 +8,15 @@
 import { parseCommand, runCheck, reportFatal, formatBytes, EXIT_USAGE, type ParsedCommand } from '../shared/cli.js';
 import { VERSION } from '../shared/version.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
+import { runAgent } from './run.js';
+import { runStatus } from './status.js';
 
 const USAGE = `Usage: ferry-agent <command> --config <file> [options]
 
 Commands:
   run      tail the configured files into the spool and ship it
   status   show per-file offsets, spool depth, oldest unshipped age, transport state
+           (exit 0 when the agent runs, 3 when it does not)
   check    validate the config; print every problem with its path (exit 1) or a summary
 
 Options:
@@ -53,6 +56,10 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'check':
       return runCheck((f) => loadAgentConfig(f), summarizeAgentConfig, cmd.values);
+    case 'run':
+      return runAgent(cmd.values);
+    case 'status':
+      return runStatus(cmd.values);
     default:
       process.stderr.write(`ferry-agent: "${cmd.command}" is not available in this build\n`);
       return EXIT_USAGE;
