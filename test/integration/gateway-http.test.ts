@@ -1,0 +1,125 @@
+// The HTTP input against a real Kafka through the real Kafka sink: chunks POSTed over a real
+// socket arrive in Kafka with their headers, and a resent chunk is not duplicated for a
+// read_committed consumer. One Kafka for the whole file.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { silentLogger } from '../../shared/log.js';
+import { createRegistry } from '../../shared/metrics.js';
+import { CHUNK_CONTENT_TYPE } from '../../shared/chunk/codec.js';
+import { gatewayConfigSchema } from '../../gateway/config.js';
+import { AgentRegistry } from '../../gateway/agents.js';
+import { HttpInput } from '../../gateway/inputs/http/input.js';
+import { createKafkaSink } from '../../gateway/sinks/kafka/sink.js';
+import type { Sink } from '../../gateway/sinks/sink.js';
+import { startKafka, type KafkaBroker } from '../harness/index.js';
+import { makeChunk } from '../unit/gateway/http/fixtures.js';
+
+describe('HTTP input -> Kafka sink -> real Kafka', () => {
+  let kafka: KafkaBroker;
+  let sink: Sink;
+  let input: HttpInput;
+  let base: string;
+  const TOKEN = 'integration-token';
+
+  before(async () => {
+    kafka = await startKafka();
+    await kafka.createTopic('http-logs');
+    await kafka.createTopic('http-events');
+    const config = gatewayConfigSchema.parse({
+      id: 'gw-http-it',
+      kafka: { brokers: kafka.brokers, lingerMs: 5 },
+      http: { listen: '127.0.0.1:0', tokens: [{ token: TOKEN, name: 'it', allowTopics: ['http-*'] }] },
+    });
+    const registry = createRegistry({ defaultMetrics: false });
+    const log = silentLogger();
+    sink = createKafkaSink(config.kafka, { gatewayId: config.id, log, registry });
+    await sink.start();
+    const agents = new AgentRegistry({ heartbeatIntervalMs: 5000, forgetAfterMs: 60_000, maxAgents: 10, log, registry });
+    input = new HttpInput({ config: config.http!, sink, agents, log, registry, gatewayId: config.id });
+    base = `http://${await input.start()}`;
+  });
+
+  after(async () => {
+    await input?.stop(Date.now() + 5000);
+    await sink?.stop(Date.now() + 5000);
+    await kafka?.destroy();
+  });
+
+  function post(body: Buffer, headers: Record<string, string> = {}) {
+    return fetch(`${base}/v1/chunks`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': CHUNK_CONTENT_TYPE, authorization: `Bearer ${TOKEN}`, ...headers },
+    });
+  }
+
+  it('delivers a POSTed chunk to Kafka, one record per line with the ferry.* headers, values byte-exact', async () => {
+    const binary = Buffer.from([0x00, 0xff, 0xc3, 0x28]);
+    const chunk = makeChunk(['first line', binary, 'third'], { agentId: 'web-http', seq: 1, topic: 'http-logs', offsetStart: 100 });
+    const res = await post(chunk);
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.deepEqual(await res.json(), { id: 'web-http/1', duplicate: false, records: 3 });
+    const records = await kafka.readAll('http-logs', { expect: 3, isolation: 'read_committed' });
+    assert.equal(records.length, 3);
+    assert.deepEqual(
+      records.map((r) => r.value.toString('hex')),
+      [Buffer.from('first line').toString('hex'), binary.toString('hex'), Buffer.from('third').toString('hex')],
+    );
+    assert.deepEqual(
+      records.map((r) => [r.headers['ferry.agent'], r.headers['ferry.host'], r.headers['ferry.path'], r.headers['ferry.offset'], r.headers['ferry.seq']]),
+      [
+        ['web-http', 'web-01.example', '/var/log/app.log', '100', '1'],
+        ['web-http', 'web-01.example', '/var/log/app.log', '111', '1'],
+        ['web-http', 'web-01.example', '/var/log/app.log', '116', '1'],
+      ],
+    );
+  });
+
+  it('answers a resent chunk (also gzip-compressed) duplicate=true and a read_committed consumer sees it once', async () => {
+    const chunk = makeChunk(['retry me 1', 'retry me 2'], { agentId: 'web-retry', seq: 5, topic: 'http-events' });
+    const first = await post(chunk);
+    assert.equal(first.status, 200);
+    assert.equal((await first.json() as { duplicate: boolean }).duplicate, false);
+    const again = await post(gzipSync(chunk), { 'content-encoding': 'gzip' });
+    assert.equal(again.status, 200);
+    assert.equal((await again.json() as { duplicate: boolean }).duplicate, true);
+    // A later chunk marks the point up to which the topic has been read.
+    const next = await post(makeChunk(['after'], { agentId: 'web-retry', seq: 6, topic: 'http-events' }));
+    assert.equal(next.status, 200);
+    const records = await kafka.readAll('http-events', { expect: 3, isolation: 'read_committed' });
+    assert.deepEqual(records.map((r) => r.value.toString()), ['retry me 1', 'retry me 2', 'after']);
+  });
+
+  it('refuses a topic outside the token allowlist with 403 and a missing token with 401', async () => {
+    const forbidden = await post(makeChunk(['x'], { agentId: 'web-x', topic: 'billing' }));
+    assert.equal(forbidden.status, 403);
+    const anon = await fetch(`${base}/v1/chunks`, { method: 'POST', body: makeChunk(['x']), headers: { 'content-type': CHUNK_CONTENT_TYPE } });
+    assert.equal(anon.status, 401);
+  });
+
+  it('refuses a chunk for a topic Kafka does not have (4xx), without crashing, and keeps serving', async () => {
+    const res = await post(makeChunk(['x'], { agentId: 'web-missing', topic: 'http-missing' }));
+    // 403 once the sink marks an unknown topic as such (kafkajs type UNKNOWN_TOPIC_OR_PARTITION
+    // or TopicForbiddenError); 422 (refused, do not retry) while its error names no type.
+    assert.ok(res.status === 403 || res.status === 422, `status ${res.status}`);
+    const body = (await res.json()) as { error: { message: string } };
+    assert.match(body.error.message, /http-missing/);
+    const ok = await post(makeChunk(['still ok'], { agentId: 'web-missing', seq: 2, topic: 'http-logs' }));
+    assert.equal(ok.status, 200);
+  });
+
+  it('produces REST-proxy JSON records through the same sink', async () => {
+    const res = await fetch(`${base}/topics/http-events`, {
+      method: 'POST',
+      body: JSON.stringify({ records: [{ value: { event: 'signup', n: 1 } }, { value: 'plain' }] }),
+      headers: { 'content-type': 'application/vnd.kafka.json.v2+json', authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    const body = (await res.json()) as { offsets: unknown[] };
+    assert.equal(body.offsets.length, 2);
+    const records = await kafka.readAll('http-events', { expect: 5, isolation: 'read_committed' });
+    const values = records.map((r) => r.value.toString());
+    assert.deepEqual(values.slice(-2), ['{"event":"signup","n":1}', '"plain"']);
+  });
+});
