@@ -167,7 +167,10 @@ function toRecord(topic: string, partition: number, m: KafkaMessage): KafkaRecor
 function java(javaBin: string, args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(javaBin, args, { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new ServerStartError(`${javaBin} ${args.join(' ')} failed: ${err.message}\n${stdout}${stderr}`, { cause: err }));
+      if (err) {
+        const how = err.killed ? `was killed after ${timeoutMs} ms` : `failed (exit code ${String(err.code)})`;
+        reject(new ServerStartError(`${javaBin} ${args.join(' ')} ${how}:\n${lastLines(stdout + stderr, 30)}`, { cause: err }));
+      }
       else resolve(stdout + stderr);
     });
   });
