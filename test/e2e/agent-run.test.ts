@@ -145,7 +145,8 @@ describe('ferry-agent run (e2e, real NATS)', () => {
       assert.ok(live.report.lastShipAtMs !== null);
 
       const t0 = Date.now();
-      const exit = await keepAlive(Promise.all([agent.exited, agent.process.kill('SIGTERM')]).then(([e]) => e));
+      agent.process.kill('SIGTERM');
+      const exit = await keepAlive(agent.exited);
       assert.deepEqual(exit, { code: 0, signal: null }, `agent output:\n${agent.output.text(20)}`);
       assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms to stop (shutdownTimeoutMs 5000)`);
 
