@@ -12,6 +12,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { startNats, tempDir, waitFor, freePort, type NatsServer, type TempDir } from '../harness/index.js';
 import { spawnTracked, terminate, keepAlive, type Child } from '../harness/process.js';
 import { decodeChunk } from '../../shared/chunk/codec.js';
+import { parseHeartbeat, type Heartbeat } from '../../shared/protocol.js';
 import type { StatusReport } from '../../agent/status.js';
 
 const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
@@ -35,7 +36,7 @@ async function setup(nats: NatsServer, agentId: string, extra = ''): Promise<Set
   return { dir, config, logs, monitorPort, agentId };
 }
 
-function writeConfig(file: string, o: { agentId: string; dataDir: string; logs: string; natsUrl: string; monitorPort: number; extra: string; inputs?: string }): void {
+function writeConfig(file: string, o: { agentId: string; dataDir: string; logs: string; natsUrl: string; monitorPort: number; extra: string; inputs?: string; monitor?: string }): void {
   writeFileSync(
     file,
     `id: ${o.agentId}
@@ -57,8 +58,7 @@ retry:
   initialMs: 50
   maxMs: 1000
 heartbeatIntervalMs: 500
-monitor:
-  listen: "127.0.0.1:${o.monitorPort}"
+${o.monitor ?? `monitor:\n  listen: "127.0.0.1:${o.monitorPort}"`}
 shutdownTimeoutMs: 5000
 ${o.extra}`,
   );
@@ -116,6 +116,13 @@ describe('ferry-agent run (e2e, real NATS)', () => {
     const s = await setup(nats, 'e2e-basic');
     const file = join(s.logs, 'app.log');
     appendFileSync(file, Array.from({ length: 500 }, (_, i) => line(i + 1) + '\n').join(''));
+    const heartbeats: Heartbeat[] = [];
+    const sub = nc.subscribe(`ferry.heartbeats.${s.agentId}`, {
+      callback: (_err, msg) => {
+        const hb = parseHeartbeat(msg.json());
+        if (hb) heartbeats.push(hb);
+      },
+    });
     const agent = await startAgent(s);
     try {
       appendFileSync(file, Array.from({ length: 500 }, (_, i) => line(i + 501) + '\n').join(''));
@@ -144,6 +151,12 @@ describe('ferry-agent run (e2e, real NATS)', () => {
       assert.equal(live.report.files[0]!.lagBytes, 0);
       assert.ok(live.report.lastShipAtMs !== null);
 
+      await waitFor(() => heartbeats.some((h) => h.lastShipAtMs !== null), 5000, 'a heartbeat on ferry.heartbeats.<agentId> after the first ship');
+      const hb = heartbeats.at(-1)!;
+      assert.equal(hb.agentId, s.agentId);
+      assert.equal(hb.transport, 'nats');
+      assert.equal(hb.files, 1);
+
       const t0 = Date.now();
       agent.process.kill('SIGTERM');
       const exit = await keepAlive(agent.exited);
@@ -157,7 +170,32 @@ describe('ferry-agent run (e2e, real NATS)', () => {
       assert.equal(after.report.files[0]!.offset, size);
       assert.ok(after.report.lastShipAtMs !== null, 'the last ship time must survive the stop');
     } finally {
+      sub.unsubscribe();
       await terminate(agent, 'SIGKILL', 0);
+      await s.dir.cleanup();
+    }
+  });
+
+  it('status reads the spool and the pid file when the monitor is off, and says the agent runs', async () => {
+    const s = await setup(nats, 'e2e-nomon');
+    writeConfig(s.config, { agentId: s.agentId, dataDir: join(s.dir.path, 'data'), logs: s.logs, natsUrl: nats.url, monitorPort: s.monitorPort, extra: '', monitor: 'monitor:\n  enabled: false' });
+    const file = join(s.logs, 'app.log');
+    appendFileSync(file, Array.from({ length: 100 }, (_, i) => line(i + 1) + '\n').join(''));
+    const agent = await startAgent(s);
+    try {
+      const size = statSync(file).size;
+      const r = await waitFor(async () => {
+        const st = await status(s);
+        return st.report.files[0]?.offset === size && st.report.lastShipAtMs !== null ? st : null;
+      }, 15_000, `status to show the file read and a ship recorded (agent output:\n${agent.output.text(10)})`);
+      assert.equal(r.code, 0);
+      assert.equal(r.report.running, true);
+      assert.equal(r.report.source, 'spool');
+      assert.equal(r.report.pid, agent.pid);
+      assert.equal(r.report.files[0]!.lagBytes, 0);
+      assert.match(r.report.transport.detail, /connected/);
+    } finally {
+      await terminate(agent, 'SIGTERM', 5000);
       await s.dir.cleanup();
     }
   });
