@@ -2,8 +2,8 @@
  * The Agent: spool + tailer + shipper + pump + heartbeats + monitor, and `ferry-agent run`.
  *
  * Start order (each step fails fast with a message naming the key): data dir writable and not
- * used by another agent (pid file) -> spool -> shipper (credentials, TLS files) -> pump ->
- * tailer -> heartbeats -> monitor. Stop order (SIGTERM/SIGINT, within shutdownTimeoutMs): the
+ * used by another agent (pid file) -> monitor (port free) -> spool -> shipper (credentials, TLS
+ * files) -> pump -> tailer -> heartbeats. Stop order (SIGTERM/SIGINT, within shutdownTimeoutMs): the
  * tailer stops reading and spools what it has cut -> the pump stops handing out chunks and
  * waits for the publishes under way -> the shipper closes -> the spool records the final state
  * and closes -> the monitor closes. Whatever was not confirmed stays in the spool and is sent
@@ -123,6 +123,8 @@ export class Agent {
     const c = this.config;
     prepareDataDir(c.dataDir);
     this.pidFile = takePidFile(c.dataDir);
+    // Listen first: a taken port fails the start before anything was read or sent.
+    if (c.monitor.enabled) this.monitor = await startMonitor({ listen: c.monitor.listen, source: this, registry: this.registry, log: opts.log });
     const deps = { log: opts.log, registry: this.registry };
     this.spool = Spool.open({ dataDir: c.dataDir, maxBytes: c.spool.maxBytes, onFull: c.spool.onFull, synchronous: c.spool.synchronous, ...deps });
     this.shipper = createShipper(c, deps);
@@ -135,7 +137,6 @@ export class Agent {
     await this.tailer.start();
     this.heartbeatTimer = setInterval(() => this.tick(), c.heartbeatIntervalMs);
     this.tick();
-    if (c.monitor.enabled) this.monitor = await startMonitor({ listen: c.monitor.listen, source: this, registry: this.registry, log: opts.log });
     this.log.info(
       { agentId: c.id, version: VERSION, transport: transportKind(c), dataDir: c.dataDir, inputs: c.inputs.length, monitor: this.monitorAddress() },
       'ferry-agent started',

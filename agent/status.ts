@@ -89,10 +89,17 @@ export function runningPid(dataDir: string): number | null {
   if (!Number.isSafeInteger(pid) || pid <= 0) return null;
   try {
     process.kill(pid, 0);
-    return pid;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return null;
   }
+  // A stale pid file whose pid was reused by an unrelated process (Linux: look at its command line).
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (!/ferry|agent/i.test(cmdline)) return null;
+  } catch {
+    // no /proc (or the process just ended): trust the signal check
+  }
+  return pid;
 }
 
 function parseMeta(text: string | undefined): AgentMeta | null {
