@@ -15,6 +15,9 @@
  * Invalid config never gets this far: it is refused before anything starts, every problem
  * with its key.
  *
+ * SIGHUP reloads the config file: HTTP tokens (and their topic allowlists) take effect at once;
+ * any other change is logged as needing a restart; an invalid file is logged and ignored.
+ *
  * Stop (SIGTERM/SIGINT, or `stop()`): the inputs stop taking work (HTTP answers 503 to new
  * chunks, JetStream stops fetching), finish their in-flight batches and ack them, then the sink
  * flushes and disconnects, then the monitor closes; all within `shutdownTimeoutMs`. Work not
@@ -219,6 +222,36 @@ export class Gateway {
   }
 
   /**
+   * Applies what can change while running (SIGHUP): today the HTTP tokens and their topic
+   * allowlists. Returns the dotted keys applied and those that changed but need a restart
+   * (connections, listeners, the sink's delivery settings are fixed at start).
+   */
+  reload(next: Readonly<GatewayConfig>): { applied: string[]; needsRestart: string[] } {
+    const applied: string[] = [];
+    const needsRestart: string[] = [];
+    const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+    const cur = this.config;
+    for (const key of Object.keys({ ...cur, ...next }) as Array<keyof GatewayConfig>) {
+      if (key === 'http') continue;
+      if (!same(cur[key], next[key])) needsRestart.push(key);
+    }
+    const { tokens: curTokens, ...curHttp } = cur.http ?? { tokens: [] };
+    const { tokens: nextTokens, ...nextHttp } = next.http ?? { tokens: [] };
+    if ((cur.http === undefined) !== (next.http === undefined) || !same(curHttp, nextHttp)) needsRestart.push('http');
+    if (!same(curTokens, nextTokens)) {
+      if (this.#http && next.http) {
+        this.#http.setTokens(next.http.tokens);
+        applied.push('http.tokens');
+      } else {
+        needsRestart.push('http.tokens');
+      }
+    }
+    if (needsRestart.length > 0) this.#log.warn({ keys: needsRestart }, 'config reload: these settings changed but only take effect after a restart');
+    this.#log.info({ applied }, 'config reloaded');
+    return { applied, needsRestart };
+  }
+
+  /**
    * Drains and stops within `shutdownTimeoutMs` (or the deadline given). Safe to call more than
    * once, and during start (the start then fails with "stopped while connecting").
    */
@@ -279,7 +312,11 @@ export async function runGateway(file: string, opts: RunOptions = {}): Promise<n
     void gateway.stop();
   };
   const onHup = (): void => {
-    log.warn('SIGHUP: the gateway does not reload its config while running (inputs, sink and tokens are fixed at start); restart it to apply changes');
+    try {
+      gateway.reload(loadGatewayConfig(file, opts.env ?? process.env));
+    } catch (err) {
+      log.error({ err: errorMessage(err) }, 'SIGHUP: the config file is not valid; keeping the running config');
+    }
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

@@ -72,6 +72,7 @@ export function buildHttpApp(opts: HttpAppOptions): FastifyInstance {
   }) as unknown as FastifyInstance;
 
   app.decorateRequest('ferryCredential', null);
+  app.decorate('ferryHttp', ctx);
 
   app.setErrorHandler((err, req, reply) => {
     const e = toHttpError(err, opts.config.bodyLimitBytes);
@@ -99,4 +100,9 @@ export function buildHttpApp(opts: HttpAppOptions): FastifyInstance {
 
   if (!auth.enabled) log.warn('http.tokens is empty: the HTTP input accepts requests without authentication');
   return app;
+}
+
+/** The shared context of an app built by buildHttpApp (for HttpInput: token reload). */
+export function httpContextOf(app: FastifyInstance): HttpContext {
+  return (app as FastifyInstance & { ferryHttp: HttpContext }).ferryHttp;
 }

@@ -25,6 +25,7 @@ export interface HttpContext {
   config: HttpConfig;
   sink: Sink;
   agents: AgentRegistry;
+  /** replaced as a whole when the tokens are reloaded (SIGHUP) */
   auth: TokenAuth;
   telemetry: HttpTelemetry;
   caller: SinkCaller;

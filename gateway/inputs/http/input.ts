@@ -14,7 +14,8 @@ import type { Logger } from '../../../shared/log.js';
 import type { Registry } from '../../../shared/metrics.js';
 import type { AgentRegistry } from '../../agents.js';
 import type { Sink } from '../../sinks/sink.js';
-import { buildHttpApp, newDrainState } from './app.js';
+import { buildHttpApp, httpContextOf, newDrainState } from './app.js';
+import { TokenAuth } from './auth.js';
 import type { DrainState, HttpConfig } from './context.js';
 
 export interface HttpInputOptions {
@@ -91,6 +92,17 @@ export class HttpInput {
     }
     this.#listening = false;
     this.#log.info('HTTP input stopped');
+  }
+
+  /**
+   * Replaces the accepted tokens (config reload). Requests already authenticated keep their
+   * credential; the next ones are checked against the new list.
+   */
+  setTokens(tokens: HttpConfig['tokens']): void {
+    const auth = new TokenAuth(tokens);
+    httpContextOf(this.app).auth = auth;
+    if (!auth.enabled) this.#log.warn('http.tokens is now empty: the HTTP input accepts requests without authentication');
+    this.#log.info({ tokens: tokens.length }, 'HTTP tokens reloaded');
   }
 
   health(): { ready: boolean; detail: string } {

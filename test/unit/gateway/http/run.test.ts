@@ -189,5 +189,19 @@ describe('Gateway (run.ts) with fake sink and JetStream input', () => {
     assert.match(metrics.body, /ferry_gateway_agents_connected 1/);
     await gw.stop();
   });
+
+  it('applies new HTTP tokens on reload at once and lists the settings that need a restart', async () => {
+    const gw = new Gateway(config({ http: { listen: '127.0.0.1:0', tokens: ['old'] } }), { log: silentLogger(), registry: createRegistry({ defaultMetrics: false }), factories: harness().factories });
+    await gw.start();
+    const address = gw.httpAddress!;
+    const hbWith = (token: string) =>
+      fetch(`http://${address}/v1/heartbeats`, { method: 'POST', body: JSON.stringify(heartbeat()), headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } });
+    assert.equal((await hbWith('old')).status, 204);
+    const result = gw.reload(config({ http: { listen: '127.0.0.1:0', tokens: ['new'] }, kafka: { brokers: ['10.0.0.1:9092'] } }));
+    assert.deepEqual(result, { applied: ['http.tokens'], needsRestart: ['kafka'] });
+    assert.equal((await hbWith('old')).status, 401);
+    assert.equal((await hbWith('new')).status, 204);
+    await gw.stop();
+  });
 });
 
