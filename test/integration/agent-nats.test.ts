@@ -1,10 +1,12 @@
 // The NATS shipper and the pump against a real nats-server with JetStream, over the real spool.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { join } from 'node:path';
+import { connect, nkeys, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { startNats, tempDir, waitFor, type NatsServer } from '../harness/index.js';
+import { startNats, tempDir, waitFor, type NatsServer, type TempDir } from '../harness/index.js';
 import { Spool } from '../../agent/spool/spool.js';
 import { Pump } from '../../agent/shippers/pump.js';
 import { NatsShipper } from '../../agent/shippers/nats/shipper.js';
@@ -180,4 +182,91 @@ describe('NATS JetStream shipping', () => {
       await p.close();
     }
   });
+});
+
+describe('NATS credentials', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let dir: TempDir;
+  let seedFile: string;
+
+  before(async () => {
+    dir = tempDir('nats-auth');
+    const user = nkeys.createUser();
+    seedFile = join(dir.path, 'agent.nk');
+    writeFileSync(seedFile, new TextDecoder().decode(user.getSeed()) + '\n', { mode: 0o600 });
+    const conf = join(dir.path, 'auth.conf');
+    writeFileSync(
+      conf,
+      `accounts {
+  APP {
+    jetstream: enabled
+    users: [
+      { user: anon, password: anon }
+      { user: ferry, password: "s3cret" }
+      { nkey: ${user.getPublicKey()} }
+    ]
+  }
+}
+no_auth_user: anon
+`,
+    );
+    nats = await startNats({ args: ['-c', conf] });
+    nc = await connect({ servers: nats.url });
+    jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'AUTH', subjects: ['ferry.chunks.>'] });
+  });
+
+  after(async () => {
+    await nc?.close();
+    await nats?.stop();
+    await dir?.cleanup();
+  });
+
+  /** Ships one chunk once `ready(shipper)` holds (default: connected). */
+  async function shipOne(agentId: string, creds: Record<string, unknown>, ready = (s: NatsShipper) => s.health().state === 'connected'): Promise<{ result: unknown; detail: string }> {
+    const cfg = agentConfigSchema.parse({ inputs: [{ paths: ['/x'], topic: 't' }], transport: { nats: { servers: [nats.url], ...creds } } }).transport.nats!;
+    const p = parts(nats.url, agentId);
+    const shipper = new NatsShipper({ config: cfg, agentId, log, registry: createRegistry({ defaultMetrics: false }) });
+    try {
+      p.append(1);
+      await shipper.start();
+      await waitFor(() => ready(shipper), 10_000, `the shipper to be ready (${shipper.health().detail})`);
+      const [result] = await shipper.send(p.spool.readAfter(0, 1));
+      return { result, detail: shipper.health().detail };
+    } finally {
+      await shipper.stop(Date.now() + 1000);
+      await p.close();
+    }
+  }
+
+  it('connects with user and password and publishes', async () => {
+    const { result } = await shipOne('auth-user', { user: 'ferry', pass: 's3cret' });
+    assert.equal(result, 'ok');
+  });
+
+  it('connects with an nkey seed file and publishes', async () => {
+    const { result } = await shipOne('auth-nkey', { nkeySeedFile: seedFile });
+    assert.equal(result, 'ok');
+  });
+
+  it('stays disconnected with a wrong password, answering retry and saying why', async () => {
+    const { result, detail } = await shipOne('auth-bad', { user: 'ferry', pass: 'wrong' }, (s) => /auth/i.test(s.health().detail));
+    assert.ok(typeof result === 'object' && result !== null && 'retry' in result, `expected a retry, got ${JSON.stringify(result)}`);
+    assert.match(detail, /disconnected.*(auth|Authorization)/i);
+  });
+
+  it('refuses to start when the nkey seed file is missing or holds no user seed, naming the key', async () => {
+    const missing = new NatsShipper({ config: natsConfigWith({ nkeySeedFile: join(dir.path, 'nope.nk') }), agentId: 'x', log, registry: createRegistry({ defaultMetrics: false }) });
+    await assert.rejects(() => missing.start(), /transport\.nats\.nkeySeedFile: cannot read .*nope\.nk/);
+    const notSeed = join(dir.path, 'bad.nk');
+    writeFileSync(notSeed, 'hello\n');
+    const bad = new NatsShipper({ config: natsConfigWith({ nkeySeedFile: notSeed }), agentId: 'x', log, registry: createRegistry({ defaultMetrics: false }) });
+    await assert.rejects(() => bad.start(), /transport\.nats\.nkeySeedFile: .* does not hold a user nkey seed/);
+  });
+
+  function natsConfigWith(extra: Record<string, unknown>) {
+    return agentConfigSchema.parse({ inputs: [{ paths: ['/x'], topic: 't' }], transport: { nats: { servers: [nats.url], ...extra } } }).transport.nats!;
+  }
 });

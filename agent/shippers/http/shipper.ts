@@ -100,6 +100,16 @@ export class HttpShipper implements Shipper {
   }
 
   start(): Promise<void> {
+    try {
+      this.createAgent();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    this.log.info({ url: this.chunksUrl.href, gzip: this.cfg.gzip }, 'HTTP shipper ready');
+    return Promise.resolve();
+  }
+
+  private createAgent(): void {
     const sockets = { keepAlive: true, keepAliveMsecs: 10_000, maxSockets: this.cfg.maxInFlight + 1, maxFreeSockets: this.cfg.maxInFlight + 1 };
     if (this.base.protocol === 'https:') {
       const tls = this.cfg.tls;
@@ -116,8 +126,6 @@ export class HttpShipper implements Shipper {
       if (this.cfg.tls) this.log.warn('transport.http.tls is set but transport.http.url is http://: the TLS files are not used');
       this.agent = new HttpAgent(sockets);
     }
-    this.log.info({ url: this.chunksUrl.href, gzip: this.cfg.gzip }, 'HTTP shipper ready');
-    return Promise.resolve();
   }
 
   send(chunks: readonly SpooledChunk[]): Promise<SendResult[]> {

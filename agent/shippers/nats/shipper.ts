@@ -67,7 +67,11 @@ export class NatsShipper implements Shipper {
 
   /** Validates credentials and files (throws TransportError naming the key), then connects in the background. */
   start(): Promise<void> {
-    this.connectOpts = natsConnectionOptions(this.cfg, this.agentId);
+    try {
+      this.connectOpts = natsConnectionOptions(this.cfg, this.agentId);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     this.loop = this.connectLoop();
     return Promise.resolve();
   }
