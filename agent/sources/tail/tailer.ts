@@ -21,6 +21,11 @@
  *   offsets stay put and the files are the buffer.
  * - Files first seen in the first scan of an input with startAt=end start at their end; files
  *   that appear later (including while the agent was down) are read from their start.
+ * - Limits (documented for operators): a file renamed to a name no glob matches before the
+ *   tailer has seen it at all (it lived under its matching name for less than a scan, or two
+ *   rotations happened while the agent was down and the middle generation was never seen) is
+ *   not found; globs that also match rotated names (`app.log*`) close that gap. A tracked file
+ *   rotated while the agent is down is found again by inode in its directory.
  * - Reads go through one reusable buffer (reads are sequential), at least 2*maxLineBytes+2
  *   bytes so that a held record plus the next line fit; open descriptors are bounded by
  *   tail.maxOpenFiles (idle files give theirs back and reopen by path when they grow).
