@@ -23,8 +23,8 @@ async function spawnChild(configFile: string): Promise<Child> {
   const proc = spawn(process.execPath, ['--enable-source-maps', FIXTURE, configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   await waitFor(() => {
     if (proc.exitCode !== null) throw new Error(`tail child exited with ${proc.exitCode}: ${err}`);
