@@ -83,8 +83,8 @@ export async function startMonitor(opts: { listen: string; source: MonitorSource
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
-        server.closeIdleConnections();
-        setTimeout(() => server.closeAllConnections(), 1000).unref();
+        // Only short GETs are served: at shutdown, kept-alive connections are cut, not waited for.
+        server.closeAllConnections();
       }),
   };
 }
