@@ -309,6 +309,12 @@ export async function runGateway(file: string, opts: RunOptions = {}): Promise<n
       process.exit(1);
     }
     log.info({ signal }, 'signal received: shutting down');
+    // Backstop: a part that ignores its deadline must not keep the process past it.
+    setTimeout(() => {
+      log.error({ shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish within shutdownTimeoutMs: exiting anyway; unacknowledged work will be redelivered');
+      log.flush();
+      process.exit(1);
+    }, config.shutdownTimeoutMs + 1000).unref();
     void gateway.stop();
   };
   const onHup = (): void => {
