@@ -1,11 +1,16 @@
 // The HTTP shipper and the pump against a small real node:http server, over the real spool.
 import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { hostname } from 'node:os';
-import { tempDir, waitFor } from '../harness/index.js';
+import { tempDir, waitFor, type TempDir } from '../harness/index.js';
 import { Spool } from '../../agent/spool/spool.js';
 import { Pump } from '../../agent/shippers/pump.js';
 import { HttpShipper } from '../../agent/shippers/http/shipper.js';
@@ -247,6 +252,81 @@ describe('HTTP shipping', () => {
         spool: { chunks: 0, bytes: 0, oldestUnshippedAgeMs: null, full: false }, lastShipAtMs: null, transport: 'http', inputs: 1, files: 0,
       });
       assert.equal(s.shipper.health().state, 'connected');
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('HTTPS shipping', () => {
+  let dir: TempDir;
+  let server: HttpsServer;
+  let url = '';
+  const files = { serverCert: '', serverKey: '', clientCert: '', clientKey: '' };
+  const seen: Array<{ authorized: boolean; peerCN: string | undefined }> = [];
+
+  function selfSigned(name: string, cn: string, san: string): { cert: string; key: string } {
+    const cert = join(dir.path, `${name}.crt`);
+    const key = join(dir.path, `${name}.key`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', `/CN=${cn}`, '-addext', `subjectAltName=${san}`], { stdio: 'pipe' });
+    return { cert, key };
+  }
+
+  before(async () => {
+    dir = tempDir('agent-https');
+    const s = selfSigned('server', 'localhost', 'IP:127.0.0.1');
+    const c = selfSigned('client', 'agent-01', 'DNS:agent-01');
+    Object.assign(files, { serverCert: s.cert, serverKey: s.key, clientCert: c.cert, clientKey: c.key });
+    server = createHttpsServer(
+      { cert: readFileSync(s.cert), key: readFileSync(s.key), ca: readFileSync(c.cert), requestCert: true, rejectUnauthorized: false },
+      (req, res) => {
+        const sock = req.socket as TLSSocket;
+        const peer = sock.getPeerCertificate();
+        const cn = peer?.subject?.CN;
+        seen.push({ authorized: sock.authorized, peerCN: Array.isArray(cn) ? cn.join(',') : cn });
+        req.resume();
+        req.on('end', () => res.writeHead(200).end('{}'));
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    server?.closeAllConnections();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await dir?.cleanup();
+  });
+
+  it('trusts the gateway through tls.caFile and presents the client certificate (mTLS)', async () => {
+    const s = setup(url, { tls: { caFile: files.serverCert, certFile: files.clientCert, keyFile: files.clientKey } });
+    try {
+      s.append(2);
+      await s.shipper.start();
+      assert.deepEqual(await s.shipper.send(s.spool.readAfter(0, 1)), ['ok']);
+      assert.deepEqual(seen.at(-1), { authorized: true, peerCN: 'agent-01' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('answers retry, naming the certificate problem, when the gateway certificate is not trusted', async () => {
+    const s = setup(url);
+    try {
+      s.append(2);
+      await s.shipper.start();
+      const [r] = await s.shipper.send(s.spool.readAfter(0, 1));
+      assert.ok(typeof r === 'object' && 'retry' in r, 'an untrusted certificate must not lose or refuse the chunk');
+      assert.match(r.retry.message, /self[- ]signed certificate/i);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('refuses to start when a TLS file cannot be read, naming the key', async () => {
+    const s = setup(url, { tls: { caFile: join(dir.path, 'missing.pem') } });
+    try {
+      await assert.rejects(() => s.shipper.start(), /transport\.http\.tls\.caFile: cannot read .*missing\.pem/);
     } finally {
       await s.close();
     }
