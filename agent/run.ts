@@ -322,49 +322,69 @@ export async function runAgent(values: ParsedCommand['values']): Promise<number>
   const config = loadAgentConfig(file);
   const log = createLogger({ name: 'ferry-agent', level: config.log.level, base: { agent: config.id } });
   const registry = createRegistry();
-  let agent: Agent;
+  // Signals are handled from the start: a SIGTERM while starting stops the agent once it is up
+  // (the spool is consistent at every point, so nothing is lost either way).
+  let agent: Agent | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
+  let onStopped: ((code: number) => void) | undefined;
+  const stopped = new Promise<number>((resolve) => (onStopped = resolve));
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopSignal !== undefined && agent === undefined) return; // still starting; stop() follows
+    if (stopSignal !== undefined) {
+      log.warn({ signal }, 'already stopping');
+      return;
+    }
+    stopSignal = signal;
+    if (!agent) {
+      log.info({ signal }, 'stop requested while starting; stopping once started');
+      return;
+    }
+    log.info({ signal, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'stopping');
+    // A last resort if something hangs past the deadline: the spool is consistent at any point.
+    setTimeout(() => {
+      log.error('shutdown exceeded shutdownTimeoutMs by 2 s; exiting now');
+      log.flush();
+      process.exit(1);
+    }, config.shutdownTimeoutMs + 2000).unref();
+    agent.stop().then(
+      () => {
+        process.removeListener('SIGHUP', onHup);
+        log.flush();
+        onStopped?.(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'stop failed');
+        log.flush();
+        onStopped?.(1);
+      },
+    );
+  };
+  const onHup = (): void => {
+    if (!agent) {
+      log.warn('SIGHUP while starting: ignored (send it again once started)');
+      return;
+    }
+    log.info({ file }, 'SIGHUP: reloading the config');
+    agent.reload(file);
+  };
+  // Listeners stay installed: a second signal while stopping is logged, it does not kill the process.
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', onHup);
   try {
     agent = await Agent.start({ config, log, registry, configFile: file });
   } catch (err) {
+    process.removeListener('SIGTERM', stop);
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGHUP', onHup);
     log.fatal({ err }, `ferry-agent could not start: ${errorMessage(err)}`);
     log.flush();
     throw err;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const onStop = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        log.warn({ signal }, 'already stopping');
-        return;
-      }
-      stopping = true;
-      log.info({ signal, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'stopping');
-      // A last resort if something hangs past the deadline: the spool is consistent at any point.
-      setTimeout(() => {
-        log.error('shutdown exceeded shutdownTimeoutMs by 2 s; exiting now');
-        log.flush();
-        process.exit(1);
-      }, config.shutdownTimeoutMs + 2000).unref();
-      agent.stop().then(
-        () => {
-          process.removeListener('SIGHUP', onHup);
-          log.flush();
-          resolve(0);
-        },
-        (err: unknown) => {
-          log.error({ err }, 'stop failed');
-          log.flush();
-          resolve(1);
-        },
-      );
-    };
-    const onHup = (): void => {
-      log.info({ file }, 'SIGHUP: reloading the config');
-      agent.reload(file);
-    };
-    // Listeners stay installed: a second signal while stopping is logged, it does not kill the process.
-    process.on('SIGTERM', onStop);
-    process.on('SIGINT', onStop);
-    process.on('SIGHUP', onHup);
-  });
+  if (stopSignal !== undefined) {
+    const signal = stopSignal;
+    stopSignal = undefined;
+    stop(signal);
+  }
+  return stopped;
 }
