@@ -212,14 +212,14 @@ export class Agent {
     }
   }
 
-  /** /readyz: the spool is open and the transport connected. */
+  /** /readyz: the spool is open, the transport connected, and shipping not blocked behind a refused chunk. */
   ready(): { ok: boolean; detail: string } {
     if (this.stopping) return { ok: false, detail: 'stopping' };
     if (!this.spool || !this.shipper || !this.pump) return { ok: false, detail: 'starting' };
     const h = this.shipper.health();
     const blocked = this.pump.status().blocked;
     const detail = `spool open; transport ${h.transport} ${h.state}: ${h.detail}${blocked ? `; shipping BLOCKED behind chunk ${blocked.seq}: ${blocked.error}` : ''}`;
-    return { ok: h.ok, detail };
+    return { ok: h.ok && blocked === null, detail };
   }
 
   /** What `ferry-agent status --json` prints, live. */
