@@ -230,6 +230,24 @@ export class Tailer {
     this.log.info('tailer stopped');
   }
 
+  /**
+   * Stops at once without spooling the pending chunk, leaving the spool as a crash would (the
+   * pending lines are read again from the stored offsets by the next start). For fatal errors
+   * and crash tests.
+   */
+  async abort(): Promise<void> {
+    if (!this.started || this.stopping) return;
+    this.stopping = true;
+    this.unsubscribeFull?.();
+    this.watchers.close();
+    this.wake();
+    await this.loopDone;
+    for (const f of this.files.values()) await this.closeFd(f);
+    this.files.clear();
+    this.byPath.clear();
+    this.m.files.set(0);
+  }
+
   /** Applies a new list of inputs (SIGHUP). Files of removed inputs are let go; their offsets stay in the spool. */
   reload(inputs: AgentConfig['inputs']): void {
     const next = inputs.map(inputRuntime);
