@@ -270,7 +270,7 @@ export class Agent {
       this.log.error({ err, file }, `config reload failed; keeping the running config: ${errorMessage(err)}`);
       return false;
     }
-    const fixed = (['id', 'dataDir', 'transport', 'spool', 'monitor'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
+    const fixed = (Object.keys(next) as Array<keyof AgentConfig>).filter((k) => k !== 'inputs' && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     if (fixed.length > 0) this.log.warn({ keys: fixed }, 'these settings changed in the file but only apply after a restart; inputs are reloaded now');
     this.tailer.reload(next.inputs);
     this.config = { ...this.config, inputs: next.inputs };
