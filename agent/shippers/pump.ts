@@ -124,6 +124,7 @@ export class Pump {
   private lastRetryReason = '';
   private started = false;
   private stopping = false;
+  private closed = false;
   private kickQueued = false;
   private unsubscribe: (() => void) | undefined;
   private pendingAcks: number[] = [];
@@ -188,6 +189,7 @@ export class Pump {
     }
     this.flushAcks();
     this.started = false;
+    this.closed = true; // answers arriving later are ignored: the spool may be closed by now
     if (this.outstanding > 0) this.log.warn({ unanswered: this.outstanding }, 'stopped with chunks still in flight; they stay in the spool and are sent again at the next start');
     return this.outstanding;
   }
@@ -262,6 +264,7 @@ export class Pump {
   }
 
   private settle(gen: number, entries: Entry[], results: readonly SendResult[], startedAt: number): void {
+    if (this.closed) return;
     this.outstanding -= entries.length;
     this.m.inFlight.set(this.outstanding);
     if (this.outstanding === 0 && this.idleWaiters.length > 0) {
