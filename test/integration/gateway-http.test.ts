@@ -12,7 +12,7 @@ import { AgentRegistry } from '../../gateway/agents.js';
 import { HttpInput } from '../../gateway/inputs/http/input.js';
 import { createKafkaSink } from '../../gateway/sinks/kafka/sink.js';
 import type { Sink } from '../../gateway/sinks/sink.js';
-import { startKafka, type KafkaBroker } from '../harness/index.js';
+import { startKafka, waitFor, type KafkaBroker } from '../harness/index.js';
 import { makeChunk } from '../unit/gateway/http/fixtures.js';
 
 describe('HTTP input -> Kafka sink -> real Kafka', () => {
@@ -121,5 +121,31 @@ describe('HTTP input -> Kafka sink -> real Kafka', () => {
     const records = await kafka.readAll('http-events', { expect: 5, isolation: 'read_committed' });
     const values = records.map((r) => r.value.toString());
     assert.deepEqual(values.slice(-2), ['{"event":"signup","n":1}', '"plain"']);
+  });
+
+  it('answers 503 with Retry-After while Kafka is down, and 200 for the same chunk once it is back', async () => {
+    const chunk = makeChunk(['during outage'], { agentId: 'web-outage', seq: 1, topic: 'http-logs' });
+    await kafka.stop();
+    try {
+      const res = await post(chunk);
+      assert.equal(res.status, 503, await res.clone().text());
+      assert.ok(Number(res.headers.get('retry-after')) >= 1);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'FERRY_KAFKA_UNAVAILABLE');
+    } finally {
+      await kafka.start();
+    }
+    let status = 0;
+    await waitFor(
+      async () => {
+        const res = await post(chunk);
+        status = res.status;
+        await res.arrayBuffer();
+        return status === 200;
+      },
+      60_000,
+      'the resent chunk to be accepted after Kafka came back',
+    );
+    const records = await kafka.readAll('http-logs', { isolation: 'read_committed' });
+    assert.equal(records.filter((r) => r.value.toString() === 'during outage').length, 1);
   });
 });
