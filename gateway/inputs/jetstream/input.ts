@@ -57,7 +57,6 @@ export interface JetStreamInputOptions {
 export const NATS_SOURCE = 'nats';
 
 const FETCH_EXPIRES_MS = 2000;
-const MIN_FETCH_BYTES = 16 * 1024 * 1024;
 
 function metric<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
@@ -259,12 +258,9 @@ export class JetStreamInput {
 
   private async fetchBatch(): Promise<JsMsg[]> {
     const consumer = this.consumer!;
-    const maxPayload = this.nc?.info?.max_payload ?? 1024 * 1024;
-    const iter = await consumer.fetch({
-      max_messages: this.config.fetchBatch,
-      max_bytes: Math.max(MIN_FETCH_BYTES, maxPayload + 64 * 1024),
-      expires: FETCH_EXPIRES_MS,
-    });
+    // The client takes max_messages or max_bytes, not both: bound by count (chunks are at
+    // most the agent's chunk.maxBytes, so memory is fetchBatch x that at worst).
+    const iter = await consumer.fetch({ max_messages: this.config.fetchBatch, expires: FETCH_EXPIRES_MS });
     const out: JsMsg[] = [];
     for await (const m of iter) {
       out.push(m);
