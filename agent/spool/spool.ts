@@ -43,7 +43,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type { Logger } from '../../shared/log.js';
 import { Counter, Gauge, Registry } from '../../shared/metrics.js';
 import { encodeChunk } from '../../shared/chunk/codec.js';
-import { SpoolCorruptError, FerryError, errorMessage } from '../../shared/errors.js';
+import { SpoolCorruptError, FerryError, UsageError, errorMessage } from '../../shared/errors.js';
 import { migrate } from './schema.js';
 import { fileStateKey } from './types.js';
 import type { ChunkDraft, FileState, SpoolReader, SpoolStats, SpooledChunk } from './types.js';
@@ -304,6 +304,7 @@ export class Spool implements SpoolReader {
   /** Read-only access for `ferry-agent status` while the agent runs (WAL lets readers in). */
   static openReadOnly(dataDir: string): ReadOnlySpool {
     const file = join(dataDir, SPOOL_FILE);
+    if (!existsSync(file)) throw new UsageError(`no spool at ${file}: has ferry-agent run with dataDir ${dataDir}?`);
     const db = new BetterSqlite3(file, { readonly: true, fileMustExist: true, timeout: 5000 });
     const getMeta = (key: string): string | undefined => {
       const row = db.prepare('SELECT value FROM spool_meta WHERE key = ?').get(key) as { value: string } | undefined;

@@ -149,6 +149,7 @@ export class Tailer {
   private wakeUp: (() => void) | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
   private rescanRequested = false;
+  private pendingInputs: AgentConfig['inputs'] | undefined;
   private nextScanAt = 0;
   private nextPollAt = 0;
   private lastError: string | undefined;
@@ -248,21 +249,35 @@ export class Tailer {
     this.m.files.set(0);
   }
 
-  /** Applies a new list of inputs (SIGHUP). Files of removed inputs are let go; their offsets stay in the spool. */
+  /**
+   * Applies a new list of inputs (SIGHUP). Takes effect at the loop's next round, so it never
+   * races a read. Files that match no input any more are let go, their offsets kept in the
+   * spool; files whose topic or multiline rule changed spool what was cut under the old rules
+   * and continue under the new ones from the same offset.
+   */
   reload(inputs: AgentConfig['inputs']): void {
+    this.pendingInputs = inputs;
+    this.wake();
+  }
+
+  private async applyReload(inputs: AgentConfig['inputs']): Promise<void> {
     const next = inputs.map(inputRuntime);
     for (const f of [...this.files.values()]) {
       const input = next.find((i) => i.matches(f.path));
       const old = this.inputs[f.input];
-      if (input && old && input.cfg.topic === old.cfg.topic && JSON.stringify(input.scan.multiline?.startPattern.source) === JSON.stringify(old.scan.multiline?.startPattern.source)) {
+      if (input && old && input.cfg.topic === old.cfg.topic && input.scan.multiline?.startPattern.source === old.scan.multiline?.startPattern.source) {
         f.input = input.index;
         continue;
       }
-      // Another topic or rules: spool what is cut under the old rules, then re-track under the new ones.
+      if (input && f.detached) {
+        // A rotated file keeps its rules until it is released.
+        continue;
+      }
       this.safeCommit(f);
       this.untrack(f);
-      if (!f.detached) this.saved.set(f.key, this.stateOf(f, f.readPos, f.skipping));
-      void this.closeFd(f);
+      // What was read beyond the commit is read again under the new rules.
+      this.saved.set(f.key, this.stateOf(f, f.builder.offsetStart, f.builder.skipping));
+      await this.closeFd(f);
     }
     this.inputs = next;
     const size = this.bufferSize();
@@ -270,7 +285,6 @@ export class Tailer {
     this.watchers.sync(this.allWatchTargets());
     this.rescanRequested = true;
     this.log.info({ inputs: next.length }, 'tailer inputs reloaded');
-    this.wake();
   }
 
   health(): { ok: boolean; detail: string; files: number; paused: boolean } {
@@ -304,6 +318,11 @@ export class Tailer {
   }
 
   private async round(): Promise<void> {
+    if (this.pendingInputs) {
+      const inputs = this.pendingInputs;
+      this.pendingInputs = undefined;
+      await this.applyReload(inputs);
+    }
     let now = this.now();
     if (this.rescanRequested || now >= this.nextScanAt) {
       this.rescanRequested = false;
@@ -315,10 +334,13 @@ export class Tailer {
     if (poll) this.nextPollAt = now + this.config.tail.pollIntervalMs;
     for (const f of [...this.files.values()]) {
       if (this.stopping) return;
+      if (this.files.get(f.key) !== f) continue; // let go during this round
       if (poll || f.dirty || this.flushDue(f, now)) await this.checkFile(f);
     }
     now = this.now();
     for (const f of [...this.files.values()]) {
+      if (this.stopping) return;
+      if (this.files.get(f.key) !== f) continue;
       if (f.builder.pending && now - f.builder.firstAtMs >= this.config.chunk.maxDelayMs) this.safeCommit(f);
       else if (!f.builder.pending && (f.builder.dirty || f.stateDirty)) this.safeCommit(f);
       if (f.detached && now - f.lastGrowthMs >= this.config.tail.rotateGraceMs) await this.release(f);
@@ -337,7 +359,7 @@ export class Tailer {
   private nextDelay(): number {
     const now = this.now();
     let at = Math.min(this.nextPollAt, this.nextScanAt);
-    if (this.rescanRequested) return 0;
+    if (this.rescanRequested || this.pendingInputs) return 0;
     const full = this.spool.isFull();
     for (const f of this.files.values()) {
       if (f.dirty && !full) return 0;
@@ -477,7 +499,7 @@ export class Tailer {
           skipping = saved.skipping ?? false;
         }
       } else if (firstScan && inp.cfg.startAt === 'end') {
-        offset = size;
+        offset = await this.lineStartBefore(fh, size);
       }
       const now = this.now();
       const [dev, ino] = key.split(':') as [string, string];
@@ -832,6 +854,18 @@ export class Tailer {
     } catch {
       // already closed
     }
+  }
+
+  /**
+   * startAt=end: the offset just after the last newline before `size`, so that a line being
+   * written at that moment is read whole; `size` when no newline is found in the last 64 KiB.
+   */
+  private async lineStartBefore(fh: FileHandle, size: number): Promise<number> {
+    const len = Math.min(size, 64 * 1024, this.buf.length);
+    if (len === 0) return size;
+    const { bytesRead } = await fh.read(this.buf, 0, len, size - len);
+    const nl = this.buf.lastIndexOf(0x0a, bytesRead - 1);
+    return nl < 0 ? size : size - len + nl + 1;
   }
 
   private stateOf(f: TrackedFile, offset: number, skipping: boolean): FileState {

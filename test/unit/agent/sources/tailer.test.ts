@@ -342,6 +342,40 @@ describe('agent tailer', () => {
     assertExactlyOnce(all, [...expected('old', 10, 12), ...expected('new', 0, 3), ...expected('down', 0, 4)]);
   });
 
+  it('with startAt=end starts after the last complete line, so a line being written is read whole', async () => {
+    const d = tempDir('tail');
+    dirs.push(d);
+    mkdirSync(join(d.path, 'logs'));
+    const file = join(d.path, 'logs', 'w.log');
+    writeFileSync(file, 'old one\nold two\nhalf of a li');
+    const r = await start({ input: { startAt: 'end', partialLineFlushMs: 60_000 } }, d.path);
+    await waitFor(() => r.tailer.fileStatus()[0]?.offset === 16, 5000, 'the start offset after the last newline');
+    appendFileSync(file, 'ne\nnew\n');
+    const recs = await waitRecords(r, 2);
+    assert.deepEqual(values(recs), ['half of a line', 'new']);
+  });
+
+  it('applies reloaded inputs: a new topic for files already tailed (from their offset) and files of a new input', async () => {
+    const r = await start();
+    writeFileSync(join(r.logs, 'app.log'), lines('x', 0, 10));
+    await waitRecords(r, 10);
+    mkdirSync(join(r.dir, 'other'));
+    writeFileSync(join(r.dir, 'other', 'o.log'), lines('o', 0, 3));
+    r.tailer.reload([
+      { ...r.cfg.inputs[0]!, topic: 'renamed' },
+      { ...r.cfg.inputs[0]!, paths: [join(r.dir, 'other', '*.log')], topic: 'other' },
+    ]);
+    await waitFor(() => r.tailer.fileStatus().some((f) => f.topic === 'other'), 5000, 'the new input to be tailed');
+    await waitFor(() => r.tailer.fileStatus().some((f) => f.topic === 'renamed'), 5000, 'the renamed topic applied');
+    appendFileSync(join(r.logs, 'app.log'), lines('x', 10, 12));
+    const recs = await waitRecords(r, 15);
+    assertExactlyOnce(recs, [...expected('x', 0, 12), ...expected('o', 0, 3)]);
+    const topics = r.spool.readAfter(0, 1000).map((c) => `${decodeChunk(c.bytes).header.topic}:${decodeChunk(c.bytes).records[0]!.value.toString().slice(0, 1)}`);
+    assert.ok(topics.includes('logs:x'));
+    assert.ok(topics.includes('renamed:x'));
+    assert.ok(topics.includes('other:o'));
+  });
+
   it('stops reading while the spool is full (offsets stay put) and resumes when acks free space', async () => {
     const r = await start({ spool: { maxBytes: 1024 * 1024 }, chunk: { maxBytes: 32 * 1024 } });
     const file = join(r.logs, 'app.log');
