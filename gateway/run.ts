@@ -211,7 +211,7 @@ export class Gateway {
         await component.stop(Date.now() + 1000).catch(() => undefined);
         const left = giveUpAt - Date.now();
         if (left <= 0) {
-          throw new GatewayStartError(name, `cannot reach ${what} after ${Math.round(timeoutMs / 1000)} s (startupTimeoutMs): ${errorMessage(err)}`, { cause: err });
+          throw new GatewayStartError(name, `cannot reach ${what} after ${timeoutMs / 1000} s (startupTimeoutMs): ${errorMessage(err)}`, { cause: err });
         }
         const wait = Math.min(delay, left);
         this.#log.warn({ part: name, attempt, retryInMs: wait, err: errorMessage(err) }, `cannot reach ${what}; retrying`);

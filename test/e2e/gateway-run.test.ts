@@ -188,6 +188,37 @@ describe('ferry-gateway run (real process, real NATS and Kafka)', () => {
   });
 });
 
+describe('ferry-gateway run refusing to start', () => {
+  it('exits 1 naming kafka.brokers when Kafka stays unreachable for startupTimeoutMs', async () => {
+    await using dir = tempDir('gateway-refuse');
+    const file = join(dir.path, 'gateway.yaml');
+    const closedPort = await freePort();
+    writeFileSync(file, `kafka:\n  brokers: ["127.0.0.1:${closedPort}"]\nhttp:\n  listen: "127.0.0.1:0"\nmonitor:\n  listen: "127.0.0.1:0"\nstartupTimeoutMs: 1500\n`);
+    const t0 = Date.now();
+    const child = await spawnTracked(process.execPath, [CLI, 'run', '--config', file]);
+    await waitFor(() => !child.running(), 30_000, 'the gateway to give up and exit').catch((err: unknown) => {
+      throw withOutput(err, child);
+    });
+    const exit = await child.exited;
+    assert.equal(exit.code, 1, child.output.text());
+    assert.match(child.output.text(), /ferry-gateway: FERRY_KAFKA: cannot reach Kafka at 127\.0\.0\.1:\d+ \(kafka\.brokers\) after 1\.5 s \(startupTimeoutMs\)/);
+    assert.ok(Date.now() - t0 < 30_000);
+  });
+
+  it('exits 1 listing every invalid key before starting anything', async () => {
+    await using dir = tempDir('gateway-refuse');
+    const file = join(dir.path, 'gateway.yaml');
+    writeFileSync(file, 'kafka:\n  brokers: []\n  delivery: sometimes\nhttp:\n  listen: "nowhere"\n');
+    const child = await spawnTracked(process.execPath, [CLI, 'run', '--config', file]);
+    const exit = await keepAlive(child.exited);
+    assert.equal(exit.code, 1);
+    const out = child.output.text();
+    assert.match(out, /kafka\.brokers/);
+    assert.match(out, /kafka\.delivery/);
+    assert.match(out, /http\.listen/);
+  });
+});
+
 /** The error, with the gateway's last log lines appended: what a failing run needs to be read. */
 function withOutput(err: unknown, gw: Child): Error {
   const e = err instanceof Error ? err : new Error(String(err));

@@ -128,7 +128,7 @@ describe('Gateway (run.ts) with fake sink and JetStream input', () => {
     await assert.rejects(gw.start(), (err: unknown) => {
       assert.ok(err instanceof GatewayStartError);
       assert.equal(err.part, 'kafka');
-      assert.match(err.message, /cannot reach Kafka at 127\.0\.0\.1:1 \(kafka\.brokers\) after 0 s \(startupTimeoutMs\): connect ECONNREFUSED/);
+      assert.match(err.message, /cannot reach Kafka at 127\.0\.0\.1:1 \(kafka\.brokers\) after 0\.3 s \(startupTimeoutMs\): connect ECONNREFUSED/);
       return true;
     });
     assert.equal(gw.state, 'stopped');
