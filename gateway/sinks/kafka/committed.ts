@@ -134,16 +134,18 @@ export function committedTopicConfig(retentionMs: number): Record<string, string
 export class CommittedLog {
   readonly set = new CommittedSet();
   private consumer: Consumer | undefined;
-  private readonly groupId: string;
+  /** group ids used so far: a new one per (re)start, so a rejoin never waits for the
+   * session timeout of a member that died with the broker */
+  private readonly groupIds: string[] = [];
   /** next offset to read, per partition */
   private readonly position = new Map<number, number>();
   private waiters: Array<() => void> = [];
   private stopped = false;
   private restarting = false;
+  private needsRestart = false;
   private lastError: Error | undefined;
 
   constructor(private readonly opts: CommittedLogOptions) {
-    this.groupId = `${opts.clientId}-committed-${opts.gatewayId}-${randomBytes(4).toString('hex')}`;
   }
 
   /** Creates the topic if missing (or checks its settings), starts the reader, loads to the end. */
@@ -188,12 +190,17 @@ export class CommittedLog {
 
   private async startConsumer(): Promise<void> {
     const { kafka, topic, log } = this.opts;
+    const groupId = `${this.opts.clientId}-committed-${this.opts.gatewayId}-${randomBytes(4).toString('hex')}`;
+    this.groupIds.push(groupId);
+    if (this.groupIds.length > 50) this.groupIds.shift();
     const consumer = kafka.consumer({
-      groupId: this.groupId,
+      groupId,
       readUncommitted: false,
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: 200,
-      retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 10 },
+      // kafkajs would restart a crashed consumer by itself, on a timer that outlives
+      // disconnect(); restarts are ours (restart()), so stop() really stops.
+      retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 10, restartOnFailure: () => Promise.resolve(false) },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
@@ -202,12 +209,22 @@ export class CommittedLog {
       this.wake();
     });
     consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (this.stopped || consumer !== this.consumer) return;
       this.lastError = payload.error;
-      log.warn({ err: errorMessage(payload.error), restart: payload.restart }, 'committed-chunk reader crashed');
-      if (!payload.restart) void this.restart();
+      log.warn({ err: errorMessage(payload.error) }, 'committed-chunk reader crashed; restarting it');
+      void this.restart();
     });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    } catch (err) {
+      await consumer.disconnect().catch(() => undefined);
+      throw err;
+    }
+    if (this.stopped) {
+      await consumer.disconnect().catch(() => undefined);
+      return;
+    }
     await consumer.run({
       autoCommit: false,
       eachBatch: ({ batch }) => {
@@ -221,18 +238,28 @@ export class CommittedLog {
   }
 
   private async restart(): Promise<void> {
+    // A crash while restarting (e.g. the group coordinator still loading) sets needsRestart
+    // again, so the loop goes round once more instead of leaving a dead reader behind.
+    this.needsRestart = true;
     if (this.stopped || this.restarting) return;
     this.restarting = true;
     try {
-      await this.consumer?.disconnect().catch(() => undefined);
-      while (!this.stopped) {
+      while (!this.stopped && this.needsRestart) {
+        this.needsRestart = false;
+        await this.consumer?.disconnect().catch(() => undefined);
         try {
           await this.startConsumer();
-          this.opts.log.info('committed-chunk reader restarted');
-          return;
+          if (!this.needsRestart) this.opts.log.info('committed-chunk reader restarted');
         } catch (err) {
+          this.needsRestart = true;
           this.opts.log.warn({ err: errorMessage(err) }, 'committed-chunk reader could not restart; trying again');
-          await new Promise((r) => setTimeout(r, 2000));
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, 2000);
+            this.waiters.push(() => {
+              clearTimeout(t);
+              resolve();
+            });
+          });
         }
       }
     } finally {
@@ -286,6 +313,6 @@ export class CommittedLog {
     this.stopped = true;
     this.wake();
     await this.consumer?.disconnect().catch(() => undefined);
-    await this.opts.admin.deleteGroups([this.groupId]).catch(() => undefined);
+    await this.opts.admin.deleteGroups(this.groupIds).catch(() => undefined);
   }
 }

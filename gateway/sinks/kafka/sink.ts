@@ -95,7 +95,7 @@ export interface KafkaSinkOptions {
 const PRODUCER_RETRY = { initialRetryTime: 15, maxRetryTime: 1000, retries: 10, factor: 0.2, multiplier: 2 };
 const MISSING_TOPIC_RECHECK_MS = 5000;
 
-export function createKafkaSink(config: KafkaSinkConfig, opts: KafkaSinkOptions): Sink {
+export function createKafkaSink(config: KafkaSinkConfig, opts: KafkaSinkOptions): KafkaSink {
   return new KafkaSink(config, opts);
 }
 
@@ -181,7 +181,7 @@ export function kafkaClientConfig(config: KafkaSinkConfig, log: Logger): KafkaCo
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-class KafkaSink implements Sink {
+export class KafkaSink implements Sink {
   private readonly log: Logger;
   private readonly metrics: SinkMetrics;
   private readonly exactlyOnce: boolean;
@@ -658,6 +658,11 @@ class KafkaSink implements Sink {
     await this.dropProducer();
     await this.committed?.stop().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
+  }
+
+  /** Exactly-once: whether this gateway knows the chunk as committed (by itself or another gateway). */
+  isCommitted(agentId: string, seq: number): boolean {
+    return this.committed?.set.has(agentId, seq) ?? false;
   }
 
   health(): { ready: boolean; detail: string } {

@@ -1,0 +1,210 @@
+// The gateway's Kafka sink against a real single-node Kafka (one broker for the whole file).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startKafka, waitFor, type KafkaBroker, type KafkaRecordOut } from '../harness/index.js';
+import { gatewayConfigSchema, type GatewayConfig } from '../../gateway/config.js';
+import { createKafkaSink, type KafkaSink } from '../../gateway/sinks/kafka/sink.js';
+import type { SinkChunk, SinkOutcome } from '../../gateway/sinks/sink.js';
+import { createRegistry } from '../../shared/metrics.js';
+import { silentLogger } from '../../shared/log.js';
+import { lineOffsets, makeLines, testChunk, type ChunkSpec } from '../unit/gateway/sinks/fixtures.js';
+
+let kafka: KafkaBroker;
+const sinks: KafkaSink[] = [];
+
+function kafkaConfig(overrides: Record<string, unknown> = {}): GatewayConfig['kafka'] {
+  return gatewayConfigSchema.parse({ id: 'gw-test', kafka: { brokers: kafka.brokers, requestTimeoutMs: 10_000, ...overrides }, http: {} }).kafka;
+}
+
+async function startSink(overrides: Record<string, unknown> = {}, gatewayId = 'gw-1'): Promise<KafkaSink> {
+  const sink = createKafkaSink(kafkaConfig(overrides), { gatewayId, log: silentLogger(), registry: createRegistry({ defaultMetrics: false }) });
+  await sink.start();
+  sinks.push(sink);
+  return sink;
+}
+
+function item(spec: ChunkSpec): SinkChunk {
+  return { chunk: testChunk(spec), source: 'nats' };
+}
+
+function assertOk(outcomes: SinkOutcome[], duplicate = false): void {
+  for (const [i, o] of outcomes.entries()) {
+    assert.equal(o.kind, 'ok', `chunk ${i}: ${o.kind === 'ok' ? '' : o.error.message}`);
+    if (o.kind === 'ok') assert.equal(o.duplicate, duplicate, `chunk ${i} duplicate flag`);
+  }
+}
+
+/** Checks the records of the chunks, in order, against what the chunks held. */
+function assertRecords(records: KafkaRecordOut[], specs: ChunkSpec[]): void {
+  const want = specs.flatMap((s) => {
+    const offsets = lineOffsets(s.lines, s.offsetStart ?? 0);
+    return s.lines.map((l, i) => ({ spec: s, line: Buffer.isBuffer(l) ? l : Buffer.from(l), offset: offsets[i]! }));
+  });
+  assert.equal(records.length, want.length, 'record count');
+  for (const [i, r] of records.entries()) {
+    const w = want[i]!;
+    assert.ok(r.value.equals(w.line), `record ${i} value is byte-exact`);
+    assert.equal(r.headers['ferry.agent'], w.spec.agentId ?? 'agent-1');
+    assert.equal(r.headers['ferry.host'], w.spec.host ?? 'host-1');
+    assert.equal(r.headers['ferry.path'], w.spec.path ?? '/var/log/app.log');
+    assert.equal(r.headers['ferry.offset'], String(w.offset));
+    assert.equal(r.headers['ferry.seq'], String(w.spec.seq));
+  }
+}
+
+before(async () => {
+  kafka = await startKafka();
+});
+
+after(async () => {
+  for (const s of sinks) await s.stop(Date.now() + 5000).catch(() => undefined);
+  await kafka?.destroy();
+});
+
+describe('Kafka sink, at-least-once', () => {
+  it('produces one record per line with all ferry headers, byte-exact values, in file order', async () => {
+    await kafka.createTopic('alo-basic');
+    const sink = await startSink({ delivery: 'at-least-once' });
+    const specs: ChunkSpec[] = [
+      { seq: 1, topic: 'alo-basic', lines: ['hello', Buffer.from([0, 1, 0xff, 0xfe, 0xc3, 0x28]), ''], offsetStart: 0 },
+      { seq: 2, topic: 'alo-basic', lines: ['after', 'ünïcödé'], offsetStart: 13 },
+      { seq: 3, topic: 'alo-basic', lines: makeLines(50, 200, 'c3'), offsetStart: 26 },
+    ];
+    assertOk(await sink.send(specs.map(item)));
+    assertRecords(await kafka.readAll('alo-basic', { expect: 55 }), specs);
+  });
+
+  it('produces each chunk once when nothing fails, also when concurrent sends are batched together', async () => {
+    await kafka.createTopic('alo-many');
+    const sink = await startSink({ delivery: 'at-least-once', lingerMs: 30 });
+    const specs = Array.from({ length: 40 }, (_, i): ChunkSpec => ({ seq: i + 1, topic: 'alo-many', lines: makeLines(20, 100, `s${i + 1}`), offsetStart: i * 2020 }));
+    const results = await Promise.all(specs.map((s) => sink.send([item(s)])));
+    for (const r of results) assertOk(r);
+    assertRecords(await kafka.readAll('alo-many', { expect: 800 }), specs);
+  });
+
+  it('adds ferry.flags only to records that have flags and keys by path when asked', async () => {
+    await kafka.createTopic('alo-flags');
+    const sink = await startSink({ delivery: 'at-least-once', key: 'path' });
+    assertOk(await sink.send([item({ seq: 1, topic: 'alo-flags', lines: ['plain', 'cut'], flags: [0, 2], path: '/x/y.log' })]));
+    const records = await kafka.readAll('alo-flags', { expect: 2 });
+    assert.equal(records[0]!.headers['ferry.flags'], undefined);
+    assert.equal(records[1]!.headers['ferry.flags'], 'truncated');
+    assert.equal(records[0]!.key?.toString(), '/x/y.log');
+  });
+});
+
+describe('Kafka sink, exactly-once', () => {
+  it('commits records and the chunk markers in one transaction, visible to read_committed', async () => {
+    await kafka.createTopic('eos-basic');
+    const sink = await startSink({ committedTopic: 'committed-basic' });
+    const specs: ChunkSpec[] = [
+      { seq: 1, topic: 'eos-basic', lines: ['a', Buffer.from([0xff, 0x00, 0x0d])] },
+      { seq: 2, topic: 'eos-basic', lines: ['b'], offsetStart: 6 },
+    ];
+    assertOk(await sink.send(specs.map(item)));
+    assertRecords(await kafka.readAll('eos-basic', { expect: 3 }), specs);
+    const markers = await kafka.readAll('committed-basic', { expect: 2 });
+    assert.deepEqual(markers.map((m) => m.key?.toString()).sort(), ['agent-1/1', 'agent-1/2']);
+  });
+
+  it('answers a chunk sent again after its commit as a duplicate and produces nothing', async () => {
+    await kafka.createTopic('eos-dup');
+    const sink = await startSink({ committedTopic: 'committed-dup' });
+    const spec: ChunkSpec = { agentId: 'dup-agent', seq: 5, topic: 'eos-dup', lines: ['one', 'two'] };
+    assertOk(await sink.send([item(spec)]));
+    assertOk(await sink.send([item(spec)]), true);
+    // The same chunk twice in one call: produced once, the second is a duplicate.
+    const twice = await sink.send([item({ ...spec, seq: 6 }), item({ ...spec, seq: 6 })]);
+    assert.deepEqual(twice, [{ kind: 'ok', duplicate: false }, { kind: 'ok', duplicate: true }]);
+    const records = await kafka.readAll('eos-dup', { expect: 4 });
+    assert.equal(records.length, 4);
+  });
+
+  it('recognises chunks committed before a restart, and those another gateway commits while running', async () => {
+    await kafka.createTopic('eos-restart');
+    const first = await startSink({ committedTopic: 'committed-restart' }, 'gw-a');
+    const spec: ChunkSpec = { agentId: 'r-agent', seq: 1, topic: 'eos-restart', lines: ['x', 'y', 'z'] };
+    assertOk(await first.send([item(spec)]));
+    await first.stop(Date.now() + 5000);
+
+    // A new process (same gateway id): loads the committed topic at start.
+    const restarted = await startSink({ committedTopic: 'committed-restart' }, 'gw-a');
+    assert.equal(restarted.isCommitted('r-agent', 1), true);
+    assertOk(await restarted.send([item(spec)]), true);
+
+    // Another gateway running alongside learns of new commits through its reader.
+    const other = await startSink({ committedTopic: 'committed-restart' }, 'gw-b');
+    assertOk(await restarted.send([item({ ...spec, seq: 2 })]));
+    await waitFor(() => other.isCommitted('r-agent', 2), 15_000, 'gateway b to read the marker of chunk 2');
+    assertOk(await other.send([item({ ...spec, seq: 2 })]), true);
+
+    const records = await kafka.readAll('eos-restart', { expect: 6 });
+    assert.equal(records.length, 6, 'each chunk once');
+  });
+
+  it('splits batches above 1 MB into requests Kafka accepts, in both delivery modes', async () => {
+    for (const delivery of ['exactly-once', 'at-least-once'] as const) {
+      const topic = `big-${delivery}`;
+      await kafka.createTopic(topic);
+      const sink = await startSink({ delivery, committedTopic: 'committed-big', maxFlushBytes: '16MiB' });
+      // 3 chunks of 1.5 MB (one call, one flush) and one chunk of 3 MB.
+      const specs = [1, 2, 3].map((seq): ChunkSpec => ({ agentId: `big-${delivery}`, seq, topic, lines: makeLines(1500, 1000, `${delivery}-${seq}`), offsetStart: (seq - 1) * 1_501_500 }));
+      specs.push({ agentId: `big-${delivery}`, seq: 4, topic, lines: makeLines(3000, 1000, `${delivery}-4`), offsetStart: 3 * 1_501_500 });
+      assertOk(await sink.send(specs.map(item)));
+      assertRecords(await kafka.readAll(topic, { expect: 7500, timeoutMs: 60_000 }), specs);
+    }
+  });
+
+  it('refuses a chunk for a topic that does not exist as fatal, and still produces the others of the call', async () => {
+    await kafka.createTopic('eos-exists');
+    const sink = await startSink({ committedTopic: 'committed-missing' });
+    const [good, missing] = await sink.send([
+      item({ seq: 1, agentId: 'm', topic: 'eos-exists', lines: ['ok'] }),
+      item({ seq: 2, agentId: 'm', topic: 'no-such-topic', lines: ['lost?'] }),
+    ]);
+    assert.deepEqual(good, { kind: 'ok', duplicate: false });
+    assert.equal(missing?.kind, 'fatal');
+    assert.match(missing.kind === 'fatal' ? missing.error.message : '', /no-such-topic.*does not exist/);
+    assert.equal(sink.isCommitted('m', 2), false);
+    assert.equal((await kafka.readAll('eos-exists', { expect: 1 })).length, 1);
+  });
+
+  it('refuses a record larger than maxBatchBytes as fatal instead of failing the batch', async () => {
+    await kafka.createTopic('eos-large');
+    const sink = await startSink({ committedTopic: 'committed-large', maxBatchBytes: 50_000 });
+    const [small, big] = await sink.send([
+      item({ seq: 1, agentId: 'l', topic: 'eos-large', lines: ['fine'] }),
+      item({ seq: 2, agentId: 'l', topic: 'eos-large', lines: ['x'.repeat(60_000)] }),
+    ]);
+    assert.equal(small?.kind, 'ok');
+    assert.equal(big?.kind, 'fatal');
+    assert.match(big.kind === 'fatal' ? big.error.message : '', /record 0 .* bytes/);
+  });
+
+  it('answers retry while Kafka is down and produces the same chunks exactly once when it is back', async () => {
+    await kafka.createTopic('eos-outage');
+    const sink = await startSink({ committedTopic: 'committed-outage', requestTimeoutMs: 3000 });
+    const before = { agentId: 'o', seq: 1, topic: 'eos-outage', lines: ['before'] };
+    assertOk(await sink.send([item(before)]));
+    await kafka.stop();
+    const during: ChunkSpec[] = [2, 3].map((seq) => ({ agentId: 'o', seq, topic: 'eos-outage', lines: [`during-${seq}`, 'more'] }));
+    const outcomes = await sink.send(during.map(item));
+    for (const o of outcomes) assert.equal(o.kind, 'retry');
+    assert.equal(sink.health().ready, false);
+    await kafka.start();
+    // The caller owns retries: send again until Kafka takes them.
+    await waitFor(
+      async () => {
+        const again = await sink.send(during.map(item));
+        return again.every((o) => o.kind === 'ok');
+      },
+      60_000,
+      'the sink to produce again after Kafka restarted',
+    );
+    assertOk(await sink.send(during.map(item)), true);
+    const records = await kafka.readAll('eos-outage', { expect: 5 });
+    assert.deepEqual(records.map((r) => r.value.toString()), ['before', 'during-2', 'more', 'during-3', 'more']);
+    assert.equal(sink.health().ready, true);
+  });
+});
