@@ -806,7 +806,7 @@ export class Tailer {
   /** A detached file whose descriptor had been given back: find it by inode next to its old path. */
   private async reattachClosed(f: TrackedFile): Promise<void> {
     const found = await findByInode(dirname(f.path), f.identity.dev, f.identity.ino);
-    if (found && this.openFds < this.config.tail.maxOpenFiles) {
+    if (found && (this.openFds < this.config.tail.maxOpenFiles || (await this.evictIdleFd(f)))) {
       try {
         const fh = await open(found, 'r');
         this.openFds++;

@@ -401,6 +401,33 @@ describe('agent tailer', () => {
     assert.deepEqual(got, expected('p'.repeat(180), 0, 20_000));
   });
 
+  it('finds files in a directory that did not exist at start, by rescanning (no watch possible then)', async () => {
+    const d = tempDir('tail');
+    dirs.push(d);
+    const r = await start({ input: { paths: [join(d.path, 'later', '*.log')] } }, d.path);
+    mkdirSync(join(d.path, 'later'));
+    writeFileSync(join(d.path, 'later', 'x.log'), lines('l', 0, 4));
+    const recs = await waitRecords(r, 4);
+    assertExactlyOnce(recs, expected('l', 0, 4));
+    // Once the directory exists it is watched, and later growth is seen as well.
+    appendFileSync(join(d.path, 'later', 'x.log'), lines('l', 4, 6));
+    assertExactlyOnce(await waitRecords(r, 6), expected('l', 0, 6));
+  });
+
+  it('finds a rotated file again by inode when its descriptor had been given back (maxOpenFiles)', async () => {
+    const r = await start({ tail: { maxOpenFiles: 1, rotateGraceMs: 200 } });
+    writeFileSync(join(r.logs, 'one.log'), lines('one', 0, 5));
+    await waitRecords(r, 5);
+    writeFileSync(join(r.logs, 'two.log'), lines('two', 0, 5));
+    await waitRecords(r, 10);
+    // one.log's descriptor was given to two.log; one.log now grows and is rotated away
+    appendFileSync(join(r.logs, 'one.log'), lines('one', 5, 8));
+    renameSync(join(r.logs, 'one.log'), join(r.logs, 'one.log.1'));
+    const recs = await waitRecords(r, 13);
+    assertExactlyOnce(recs, [...expected('one', 0, 8), ...expected('two', 0, 5)]);
+    assert.ok((await metric(r.registry, 'ferry_agent_open_files')) <= 1);
+  });
+
   it('a deleted file is read to its end through its descriptor, then released', async () => {
     const r = await start();
     const file = join(r.logs, 'gone.log');
