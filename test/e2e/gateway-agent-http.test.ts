@@ -1,0 +1,187 @@
+// The HTTP path with real processes: files -> ferry-agent (transport.http, bearer token, gzip)
+// -> ferry-gateway's HTTP input -> Kafka, read back read_committed by line ids: every line
+// exactly once and in file order, also when the gateway is killed -9 while lines are written.
+// The gateway's /v1/agents shows the agent from its HTTP heartbeats.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, startKafka, tempDir, waitFor, type KafkaBroker, type KafkaRecordOut, type TempDir } from '../harness/index.js';
+import { keepAlive, spawnTracked, terminate, type Child } from '../harness/process.js';
+
+const DIST = join(import.meta.dirname, '..', '..');
+const CLI = { agent: join(DIST, 'agent', 'cli.js'), gateway: join(DIST, 'gateway', 'cli.js') };
+const TOPIC = 'e2e-agent-http';
+
+function line(file: string, n: number): string {
+  return `${file} id=${String(n).padStart(7, '0')} ${'y'.repeat(100)}`;
+}
+
+function writeLines(path: string, file: string, from: number, to: number): void {
+  let text = '';
+  for (let n = from; n < to; n++) text += `${line(file, n)}\n`;
+  appendFileSync(path, text);
+}
+
+/** Every expected line exactly once, each file's lines in file order, ferry.* headers present. */
+function assertExactlyOnce(records: KafkaRecordOut[], expected: Map<string, number>): void {
+  const seen = new Map<string, number>();
+  const last = new Map<string, number>();
+  for (const r of records) {
+    const m = /^(\S+) id=(\d+) /.exec(r.value.toString());
+    assert.ok(m, `unexpected record ${r.value.toString().slice(0, 60)}`);
+    const [file, n] = [m[1]!, Number(m[2])];
+    const id = `${file}#${n}`;
+    seen.set(id, (seen.get(id) ?? 0) + 1);
+    assert.equal(r.headers['ferry.agent'], 'agent-http-e2e');
+    assert.ok(r.headers['ferry.offset'] !== undefined && r.headers['ferry.seq'] !== undefined && r.headers['ferry.path'] !== undefined);
+    const prev = last.get(file);
+    assert.ok(prev === undefined || n > prev, `${file}: line ${n} arrived after line ${prev}`);
+    last.set(file, n);
+  }
+  const dups = [...seen].filter(([, c]) => c > 1);
+  assert.deepEqual(dups.slice(0, 5), [], 'no line twice');
+  for (const [file, count] of expected) {
+    for (let n = 0; n < count; n++) assert.ok(seen.has(`${file}#${n}`), `line ${n} of ${file} never arrived`);
+  }
+  assert.equal(records.length, [...expected.values()].reduce((a, b) => a + b, 0));
+}
+
+describe('files -> ferry-agent -> HTTP -> ferry-gateway -> Kafka (real processes)', () => {
+  let kafka: KafkaBroker;
+  let dir: TempDir;
+  let logs: string;
+  let gatewayConfig: string;
+  let agentConfig: string;
+  let gatewayMonitor: string;
+  let gateway: Child | undefined;
+  let agent: Child | undefined;
+
+  before(async () => {
+    kafka = await startKafka();
+    await kafka.createTopic(TOPIC);
+    dir = tempDir('gateway-agent-http');
+    logs = join(dir.path, 'logs');
+    mkdirSync(logs);
+    const [httpPort, monitorPort, agentMonitorPort] = [await freePort(), await freePort(), await freePort()];
+    gatewayMonitor = `http://127.0.0.1:${monitorPort}`;
+    gatewayConfig = join(dir.path, 'gateway.yaml');
+    writeFileSync(
+      gatewayConfig,
+      `id: gw-agent-http
+kafka:
+  brokers: ["${kafka.bootstrap}"]
+  lingerMs: 5
+http:
+  listen: "127.0.0.1:${httpPort}"
+  tokens: [{ token: "agent-secret", name: "agents", allowTopics: ["e2e-*"] }]
+monitor:
+  listen: "127.0.0.1:${monitorPort}"
+shutdownTimeoutMs: 10000
+`,
+    );
+    agentConfig = join(dir.path, 'agent.yaml');
+    writeFileSync(
+      agentConfig,
+      `id: agent-http-e2e
+dataDir: ${join(dir.path, 'agent-data')}
+inputs:
+  - paths: ["${logs}/*.log"]
+    topic: ${TOPIC}
+transport:
+  http:
+    url: "http://127.0.0.1:${httpPort}"
+    token: "agent-secret"
+    timeoutMs: 5000
+chunk:
+  maxDelayMs: 50
+  maxBytes: 16KiB
+tail:
+  pollIntervalMs: 50
+  scanIntervalMs: 200
+retry:
+  initialMs: 50
+  maxMs: 500
+heartbeatIntervalMs: 300
+monitor:
+  listen: "127.0.0.1:${agentMonitorPort}"
+`,
+    );
+  });
+
+  after(async () => {
+    for (const c of [agent, gateway]) if (c) await terminate(c, 'SIGKILL', 0);
+    await kafka?.destroy();
+    await dir?.cleanup();
+  });
+
+  async function startGateway(): Promise<Child> {
+    const child = await spawnTracked(process.execPath, ['--enable-source-maps', CLI.gateway, 'run', '--config', gatewayConfig]);
+    await waitFor(
+      async () => {
+        if (!child.running()) throw new Error(`the gateway exited:\n${child.output.text()}`);
+        return (await fetch(`${gatewayMonitor}/readyz`)).status === 200;
+      },
+      60_000,
+      'the gateway to be ready',
+    );
+    return child;
+  }
+
+  it('delivers every line exactly once in file order, lists the agent, and survives kill -9 of the gateway mid-stream', async () => {
+    gateway = await startGateway();
+    agent = await spawnTracked(process.execPath, ['--enable-source-maps', CLI.agent, 'run', '--config', agentConfig]);
+    const expected = new Map<string, number>([
+      ['a.log', 0],
+      ['b.log', 0],
+    ]);
+    const write = (file: string, count: number) => {
+      const from = expected.get(file)!;
+      writeLines(join(logs, file), file, from, from + count);
+      expected.set(file, from + count);
+    };
+    try {
+      write('a.log', 500);
+      write('b.log', 300);
+      await kafka.readAll(TOPIC, { expect: 800, timeoutMs: 60_000 });
+
+      // The agent's HTTP heartbeats reach the gateway's registry.
+      const agents = await waitFor(
+        async () => {
+          const list = (await (await fetch(`${gatewayMonitor}/v1/agents`)).json()) as Array<{ id: string; transport: string; via: string; connected: boolean }>;
+          return list.find((a) => a.id === 'agent-http-e2e' && a.connected) ? list : null;
+        },
+        15_000,
+        'the agent to show up in /v1/agents',
+      );
+      assert.deepEqual(agents.map((a) => [a.id, a.transport, a.via]), [['agent-http-e2e', 'http', 'http']]);
+
+      // Kill the gateway while lines keep coming; the agent's spool holds them until it is back.
+      const writer = (async () => {
+        for (let i = 0; i < 20; i++) {
+          write(i % 2 === 0 ? 'a.log' : 'b.log', 100);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 300));
+      await terminate(gateway, 'SIGKILL', 0);
+      await writer;
+      gateway = await startGateway();
+
+      const total = [...expected.values()].reduce((a, b) => a + b, 0);
+      const records = await kafka.readAll(TOPIC, { expect: total, isolation: 'read_committed', timeoutMs: 90_000 });
+      assertExactlyOnce(records, expected);
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      e.message += `\n--- gateway ---\n${gateway?.output.text(30) ?? ''}\n--- agent ---\n${agent.output.text(30)}`;
+      throw e;
+    } finally {
+      await terminate(agent, 'SIGTERM', 15_000);
+      const g = gateway;
+      if (g) {
+        await terminate(g, 'SIGTERM', 15_000);
+        assert.equal((await keepAlive(g.exited)).code, 0, g.output.text());
+      }
+    }
+  });
+});
