@@ -93,6 +93,7 @@ interface TrackedFile {
 
 const READ_BUDGET_BYTES = 8 * 1024 * 1024;
 const MIN_SLEEP_MS = 5;
+const ERROR_LOG_INTERVAL_MS = 5000;
 
 function keyOf(st: BigIntStats): string {
   return fileStateKey({ dev: String(st.dev), ino: String(st.ino) });
@@ -153,6 +154,7 @@ export class Tailer {
   private nextScanAt = 0;
   private nextPollAt = 0;
   private lastError: string | undefined;
+  private readonly errorLog = new Map<string, { at: number; suppressed: number }>();
   private unsubscribeFull: (() => void) | undefined;
   // The file being scanned, for the record sink (bound once, no closure per read).
   private cur: TrackedFile | undefined;
@@ -403,10 +405,20 @@ export class Tailer {
     this.wake();
   }
 
+  /** Counts every error; logs the same message for the same file at most every ERROR_LOG_INTERVAL_MS. */
   private noteError(err: unknown, msg: string, path?: string): void {
     this.lastError = `${path ? `${path}: ` : ''}${errorMessage(err)}`;
     this.m.errors.inc();
-    this.log.warn({ err, path }, msg);
+    const key = `${path ?? ''}\u0000${msg}`;
+    const now = this.now();
+    const seen = this.errorLog.get(key);
+    if (seen && now - seen.at < ERROR_LOG_INTERVAL_MS) {
+      seen.suppressed++;
+      return;
+    }
+    this.log.warn({ err, path, suppressed: seen?.suppressed ?? 0 }, msg);
+    this.errorLog.set(key, { at: now, suppressed: 0 });
+    if (this.errorLog.size > 1000) this.errorLog.clear();
   }
 
   // ---- discovery -------------------------------------------------------------------------------
@@ -718,7 +730,8 @@ export class Tailer {
     f.readPos = committed;
     f.scannedTo = committed;
     f.skipping = skipping;
-    f.dirty = true;
+    // Not marked dirty: the next poll retries, so a persistent error (disk full) does not spin.
+    f.dirty = false;
   }
 
   private truncated(f: TrackedFile, size: number, why: 'size' | 'content'): void {

@@ -428,6 +428,26 @@ describe('agent tailer', () => {
     assert.ok((await metric(r.registry, 'ferry_agent_open_files')) <= 1);
   });
 
+  it('when appends fail (disk full), reads the lines again from the last spooled offset once the spool works: none lost, none doubled', async () => {
+    const r = await start({ chunk: { maxBytes: 1024 } });
+    const file = join(r.logs, 'app.log');
+    writeFileSync(file, lines('e', 0, 50));
+    await waitRecords(r, 50);
+    const real = r.spool.append.bind(r.spool);
+    let failures = 0;
+    r.spool.append = (draft, state) => {
+      // Fail every other append for a while (three failures), mid-batch.
+      if (failures < 6 && (failures++ % 2 === 0)) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      return real(draft, state);
+    };
+    appendFileSync(file, lines('e', 50, 400));
+    const recs = await waitRecords(r, 400);
+    assert.ok(failures >= 6, 'the fake failures happened');
+    assertExactlyOnce(recs, expected('e', 0, 400));
+    assert.ok((await metric(r.registry, 'ferry_agent_tail_errors_total')) >= 3);
+    assert.ok(r.cap.find('spooling a chunk failed') ?? r.cap.find('reading file failed'));
+  });
+
   it('a deleted file is read to its end through its descriptor, then released', async () => {
     const r = await start();
     const file = join(r.logs, 'gone.log');
