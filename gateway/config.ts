@@ -71,6 +71,12 @@ const http = z.strictObject({
   tokens: z.array(token).default([]).describe('bearer tokens accepted; none means no authentication'),
   bodyLimitBytes: bytes({ min: 1024 }).default(16 * 1024 * 1024).describe('largest request body, and largest body after gzip decompression (413 beyond)'),
   retryAfterMs: ms({ min: 0 }).default(2000).describe('Retry-After sent with 503 answers when Kafka is unavailable or the gateway is draining'),
+  maxConcurrentRequests: z
+    .number()
+    .int()
+    .min(1)
+    .default(256)
+    .describe('chunk and produce requests handled at once (bodies included); more are answered 429 with Retry-After, bounding memory to about this many bodies'),
   tls: tlsFiles.optional(),
 });
 

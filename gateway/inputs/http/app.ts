@@ -34,7 +34,7 @@ export interface HttpAppOptions {
 }
 
 export function newDrainState(): DrainState {
-  return { draining: false, inflight: 0, onIdle: null };
+  return { draining: false, inflight: 0, admitted: 0, onIdle: null };
 }
 
 function httpsOptions(config: HttpConfig): { key: Buffer; cert: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean } | null {

@@ -13,7 +13,7 @@ import { ChunkVersionError } from '../../../shared/errors.js';
 import { HTTP_CHUNKS_PATH, type ChunkAck } from '../../../shared/protocol.js';
 import { checkTopic } from './auth.js';
 import { addRawBodyParser } from './body.js';
-import { authHook, drainHook, tracked, outcomeToHttpError, type HttpContext } from './context.js';
+import { authHook, admissionHook, tracked, outcomeToHttpError, type HttpContext } from './context.js';
 import { HttpError } from './errors.js';
 
 function decode(body: Buffer): DecodedChunk {
@@ -28,7 +28,7 @@ function decode(body: Buffer): DecodedChunk {
 export const chunksPlugin: FastifyPluginCallback<HttpContext> = (app: FastifyInstance, ctx: HttpContext, done) => {
   addRawBodyParser(app, [CHUNK_CONTENT_TYPE], ctx.config.bodyLimitBytes);
   app.addHook('onRequest', authHook(ctx));
-  app.addHook('onRequest', drainHook(ctx));
+  app.addHook('onRequest', admissionHook(ctx));
 
   app.post(HTTP_CHUNKS_PATH, async (req, reply): Promise<ChunkAck> => {
     const cred = req.ferryCredential!;
@@ -38,6 +38,9 @@ export const chunksPlugin: FastifyPluginCallback<HttpContext> = (app: FastifyIns
     }
     ctx.telemetry.received('chunk', body.length);
     const fields: Record<string, unknown> = { source: cred.name, remote: req.ip };
+    // The agent names the chunk in a header too: logs of a chunk that does not decode need it.
+    const claimed = req.headers['ferry-chunk-id'];
+    if (typeof claimed === 'string') fields.chunk = claimed.slice(0, 200);
     try {
       return await tracked(ctx, async () => {
         const chunk = decode(body);

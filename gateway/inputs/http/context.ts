@@ -17,6 +17,8 @@ export interface DrainState {
   draining: boolean;
   /** chunk and produce requests whose handler is running (decode, sink send) */
   inflight: number;
+  /** chunk and produce requests admitted and not yet answered (bodies being read included) */
+  admitted: number;
   /** called whenever inflight drops to 0 */
   onIdle: (() => void) | null;
 }
@@ -52,14 +54,32 @@ export function authHook(ctx: HttpContext) {
   };
 }
 
-/** onRequest hook for data routes: 503 while draining, with Retry-After and Connection: close. */
-export function drainHook(ctx: HttpContext) {
+/**
+ * onRequest hook for data routes: 503 while draining (with Retry-After and Connection: close);
+ * 429 with Retry-After when http.maxConcurrentRequests are already admitted (back pressure:
+ * the sender keeps the data and retries; memory stays bounded). Admitted requests are counted
+ * until their connection answers or closes.
+ */
+export function admissionHook(ctx: HttpContext) {
   return (_req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void => {
     if (ctx.state.draining) {
       void reply.header('connection', 'close');
       done(new HttpError(503, 'FERRY_SHUTTING_DOWN', 'the gateway is shutting down; retry on another gateway or later', { retryAfterMs: ctx.config.retryAfterMs }));
       return;
     }
+    if (ctx.state.admitted >= ctx.config.maxConcurrentRequests) {
+      done(new HttpError(429, 'FERRY_BUSY', `the gateway is handling http.maxConcurrentRequests (${ctx.config.maxConcurrentRequests}) requests; retry later`, { retryAfterMs: ctx.config.retryAfterMs }));
+      return;
+    }
+    ctx.state.admitted++;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      ctx.state.admitted--;
+    };
+    reply.raw.once('finish', release);
+    reply.raw.once('close', release);
     done();
   };
 }

@@ -21,6 +21,7 @@ export type HttpErrorCode =
   | 'FERRY_NOT_SUPPORTED'
   | 'FERRY_KAFKA_UNAVAILABLE'
   | 'FERRY_SHUTTING_DOWN'
+  | 'FERRY_BUSY'
   | 'FERRY_INTERNAL';
 
 /** A refused request. `retryAfterMs` becomes a Retry-After header (whole seconds, at least 1). */

@@ -33,7 +33,7 @@ import { TOPIC_PATTERN, type ChunkHeader, type DecodedChunk, type DecodedRecord 
 import type { SinkRecord } from '../../sinks/sink.js';
 import { checkTopic } from './auth.js';
 import { addRawBodyParser, parseJson } from './body.js';
-import { authHook, drainHook, tracked, outcomeToHttpError, type HttpContext } from './context.js';
+import { authHook, admissionHook, tracked, outcomeToHttpError, type HttpContext } from './context.js';
 import { HttpError } from './errors.js';
 
 export const PRODUCE_PATH = '/topics/:topic';
@@ -156,7 +156,7 @@ export const producePlugin: FastifyPluginCallback<HttpContext> = (app: FastifyIn
   app.removeContentTypeParser('application/json');
   addRawBodyParser(app, [JSON_V2, BINARY_V2, GENERIC_V2, 'application/json'], ctx.config.bodyLimitBytes);
   app.addHook('onRequest', authHook(ctx));
-  app.addHook('onRequest', drainHook(ctx));
+  app.addHook('onRequest', admissionHook(ctx));
   // The REST proxy's media type on every answer (errors carry error_code too: see app.ts).
   app.addHook('onSend', async (_req, reply, payload) => {
     void reply.header('content-type', GENERIC_V2);

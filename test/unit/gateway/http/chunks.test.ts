@@ -220,6 +220,28 @@ describe('POST /v1/chunks', () => {
     assert.equal(sink.calls, 0);
   });
 
+  it('answers 429 with Retry-After beyond http.maxConcurrentRequests and admits again once answered', async () => {
+    const state = newDrainState();
+    const { app, sink } = build({ http: { maxConcurrentRequests: 1 }, state });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    sink.outcome = async () => {
+      await gate;
+      return { kind: 'ok', duplicate: false };
+    };
+    const first = post(app, makeChunk(['a']));
+    while (sink.calls < 1) await new Promise((r) => setImmediate(r));
+    const busy = await post(app, makeChunk(['b'], { seq: 2 }));
+    assert.equal(busy.statusCode, 429);
+    assert.equal(errorOf(busy).code, 'FERRY_BUSY');
+    assert.ok(busy.headers['retry-after']);
+    release();
+    assert.equal((await first).statusCode, 200);
+    assert.equal(state.admitted, 0);
+    assert.equal((await post(app, makeChunk(['b'], { seq: 2 }))).statusCode, 200);
+    assert.equal(state.admitted, 0);
+  });
+
   it('answers 404 with the error shape for an unknown route', async () => {
     const { app } = build();
     const res = await app.inject({ method: 'GET', url: '/nope' });
