@@ -18,7 +18,7 @@ import { chunksPlugin } from './chunks.js';
 import { SinkCaller, type DrainState, type HttpConfig, type HttpContext } from './context.js';
 import { HttpError, errorBody, retryAfterSeconds, toHttpError } from './errors.js';
 import { heartbeatsPlugin } from './heartbeats.js';
-import { PRODUCE_PATH, producePlugin } from './produce.js';
+import { PRODUCE_PARTITION_PATH, PRODUCE_PATH, producePlugin } from './produce.js';
 import { HttpTelemetry } from './telemetry.js';
 
 export interface HttpAppOptions {
@@ -79,7 +79,7 @@ export function buildHttpApp(opts: HttpAppOptions): FastifyInstance {
     if (e.code === 'FERRY_INTERNAL') log.error({ err, method: req.method, url: req.url }, 'request failed');
     if (e.retryAfterMs !== undefined) void reply.header('retry-after', retryAfterSeconds(e.retryAfterMs));
     const body: Record<string, unknown> = { ...errorBody(e.code, e.message) };
-    if (req.routeOptions.url === PRODUCE_PATH) {
+    if (req.routeOptions.url === PRODUCE_PATH || req.routeOptions.url === PRODUCE_PARTITION_PATH) {
       // The REST proxy's error shape, next to Ferry's.
       body.error_code = e.statusCode * 100;
       body.message = e.message;

@@ -2,6 +2,7 @@
  * `POST /topics/:topic`: a JSON produce endpoint shaped like Confluent REST Proxy v2, for
  * senders that are not Ferry agents.
  *
+ *   (also `POST /topics/:topic/partitions/:partition`: every record to that partition)
  *   request  { "records": [ { "key"?, "value", "partition"?, "headers"? }, ... ] }
  *   answer   { "key_schema_id": null, "value_schema_id": null,
  *              "offsets": [ { "partition", "offset", "error_code", "error" }, ... ] }
@@ -28,7 +29,7 @@
  * `partition` is the one requested (null when the producer chose). Requests that need keys,
  * headers or partitions answer 501 if the sink cannot honour them (`Sink.acceptsRecords`).
  */
-import type { FastifyInstance, FastifyPluginCallback } from 'fastify';
+import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify';
 import { TOPIC_PATTERN, type ChunkHeader, type DecodedChunk, type DecodedRecord } from '../../../shared/chunk/codec.js';
 import type { SinkRecord } from '../../sinks/sink.js';
 import { checkTopic } from './auth.js';
@@ -37,6 +38,7 @@ import { authHook, admissionHook, tracked, outcomeToHttpError, type HttpContext 
 import { HttpError } from './errors.js';
 
 export const PRODUCE_PATH = '/topics/:topic';
+export const PRODUCE_PARTITION_PATH = '/topics/:topic/partitions/:partition';
 export const JSON_V2 = 'application/vnd.kafka.json.v2+json';
 export const BINARY_V2 = 'application/vnd.kafka.binary.v2+json';
 const GENERIC_V2 = 'application/vnd.kafka.v2+json';
@@ -166,7 +168,7 @@ export const producePlugin: FastifyPluginCallback<HttpContext> = (app: FastifyIn
   const ids = new SyntheticIds();
   const agentId = `rest.${ctx.gatewayId}`.slice(0, 128);
 
-  app.post<{ Params: { topic: string } }>(PRODUCE_PATH, async (req): Promise<ProduceResponse> => {
+  const handler = async (req: FastifyRequest<{ Params: { topic: string; partition?: string } }>): Promise<ProduceResponse> => {
     const cred = req.ferryCredential!;
     const topic = req.params.topic;
     const fields: Record<string, unknown> = { source: cred.name, remote: req.ip, topic };
@@ -179,6 +181,15 @@ export const producePlugin: FastifyPluginCallback<HttpContext> = (app: FastifyIn
       }
       ctx.telemetry.received('produce', body.length);
       const records = parseProduceBody(parseJson(body), formatOf(req.headers['content-type']));
+      if (req.params.partition !== undefined) {
+        // POST /topics/:topic/partitions/:partition: every record goes to that partition.
+        const partition = /^\d{1,9}$/.test(req.params.partition) ? Number(req.params.partition) : NaN;
+        if (Number.isNaN(partition)) throw bad(`partition "${req.params.partition.slice(0, 32)}" in the path is not a non-negative integer`);
+        records.forEach((r, i) => {
+          if (r.partition !== undefined && r.partition !== partition) throw bad(`records[${i}].partition ${r.partition} differs from the partition ${partition} in the path`);
+          r.partition = partition;
+        });
+      }
       const needsRecords = records.some((r) => r.key !== null || r.partition !== undefined || r.headers !== undefined);
       if (needsRecords && ctx.sink.acceptsRecords !== true) {
         throw new HttpError(501, 'FERRY_NOT_SUPPORTED', 'this gateway\'s Kafka sink cannot produce records with keys, headers or partitions yet; send values only');
@@ -200,6 +211,8 @@ export const producePlugin: FastifyPluginCallback<HttpContext> = (app: FastifyIn
       }
       throw err;
     }
-  });
+  };
+  app.post(PRODUCE_PATH, handler);
+  app.post(PRODUCE_PARTITION_PATH, handler);
   done();
 };

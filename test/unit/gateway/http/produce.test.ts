@@ -161,6 +161,19 @@ describe('POST /topics/:topic (REST Proxy v2 shape)', () => {
     assert.equal(sink.sent[0]!.chunk.records[0]!.value.toString(), '1');
   });
 
+  it('sends every record to the partition of POST /topics/:topic/partitions/:partition', async () => {
+    const { app, sink } = build();
+    const res = await app.inject({ method: 'POST', url: '/topics/events/partitions/3', payload: { records: [{ value: 1 }, { value: 2, partition: 3 }] }, headers: { 'content-type': JSON_V2 } });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.deepEqual(sink.sent[0]!.records!.map((r) => r.partition), [3, 3]);
+    assert.deepEqual(res.json<{ offsets: Array<{ partition: number }> }>().offsets.map((o) => o.partition), [3, 3]);
+    const clash = await app.inject({ method: 'POST', url: '/topics/events/partitions/3', payload: { records: [{ value: 1, partition: 1 }] }, headers: { 'content-type': JSON_V2 } });
+    assert.equal(clash.statusCode, 400);
+    assert.match(errorOf(clash).message, /records\[0\]\.partition 1 differs from the partition 3 in the path/);
+    const bad = await app.inject({ method: 'POST', url: '/topics/events/partitions/x', payload: { records: [{ value: 1 }] }, headers: { 'content-type': JSON_V2 } });
+    assert.equal(bad.statusCode, 400);
+  });
+
   it('gives each request its own synthetic chunk id, increasing', async () => {
     const { app, sink } = build();
     await produce(app, 'events', { records: [{ value: 1 }] });
