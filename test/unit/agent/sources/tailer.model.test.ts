@@ -1,9 +1,9 @@
 // Model-based test of tailer + spool: random sequences of write / partial write / rotate /
-// copytruncate / crash-restart against a model of the lines each file received. At the end
+// copytruncate / delete / crash-restart against a model of the lines each file received. At the end
 // every complete line must be in the spool exactly once, in file order per file generation.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdirSync, renameSync, statSync, truncateSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, renameSync, statSync, truncateSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { Spool } from '../../../../agent/spool/spool.js';
@@ -125,6 +125,24 @@ class CopyTruncate implements fc.AsyncCommand<Model, Real> {
   }
 }
 
+class Delete implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly name: Name) {}
+  check(m: Readonly<Model>): boolean {
+    return !m.partial.has(this.name);
+  }
+  async run(m: Model, r: Real): Promise<void> {
+    // Deleting a file loses nothing once its lines are spooled; the next write creates a new one.
+    await caughtUp(r, this.name);
+    const path = fileOf(r, this.name);
+    if (!existsSync(path)) return;
+    unlinkSync(path);
+    m.current.set(this.name, (m.current.get(this.name) ?? 0) + 1);
+  }
+  toString(): string {
+    return `delete(${this.name})`;
+  }
+}
+
 class CrashRestart implements fc.AsyncCommand<Model, Real> {
   constructor(readonly reopenSpool: boolean) {}
   check(): boolean {
@@ -154,11 +172,12 @@ const commands = [
     .map((o) => new WriteLines(o.name, o.count, o.lengths, o.leavePartial)),
   fc.constantFrom(...FILES).map((n) => new Rotate(n)),
   fc.constantFrom(...FILES).map((n) => new CopyTruncate(n)),
+  fc.constantFrom(...FILES).map((n) => new Delete(n)),
   fc.boolean().map((b) => new CrashRestart(b)),
 ];
 
 describe('agent tailer + spool, model-based', () => {
-  it('spools every complete line exactly once, in order, through random writes, rotations, truncations and crashes', async () => {
+  it('spools every complete line exactly once, in order, through random writes, rotations, truncations, deletions and crashes', async () => {
     await fc.assert(
       fc.asyncProperty(fc.commands(commands, { maxCommands: 14 }), async (cmds) => {
         const dir = tempDir('tail-model');
