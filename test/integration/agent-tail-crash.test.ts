@@ -71,7 +71,7 @@ describe('agent tailer crash safety (child process, kill -9)', () => {
     await dir.cleanup();
   });
 
-  it('after kill -9 at random points during writes and rotations, every line is spooled exactly once', async () => {
+  it('after kill -9 at random points during writes and rotations, every line is spooled exactly once', async (t) => {
     const logs = join(dir.path, 'logs');
     mkdirSync(logs);
     const configFile = join(dir.path, 'agent.json');
@@ -185,6 +185,6 @@ describe('agent tailer crash safety (child process, kill -9)', () => {
     assert.ok(complete);
     assert.equal(final.flags & RecordFlag.NoNewline, 0, 'no line was flushed in pieces');
     assert.ok([...rotations.values()].some((k) => k > 0), `the run rotated files (seed ${seed})`);
-    console.log(`# ${written.length} lines, rotations ${JSON.stringify([...rotations])}, seed ${seed}`);
+    t.diagnostic(`${written.length} lines, rotations ${JSON.stringify([...rotations])}, seed ${seed}`);
   });
 });

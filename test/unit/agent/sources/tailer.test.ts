@@ -414,6 +414,17 @@ describe('agent tailer', () => {
     assertExactlyOnce(await waitRecords(r, 6), expected('l', 0, 6));
   });
 
+  it('follows ** globs into subdirectories created while it runs', async () => {
+    const d = tempDir('tail');
+    dirs.push(d);
+    mkdirSync(join(d.path, 'logs'));
+    const r = await start({ input: { paths: [join(d.path, 'logs', '**', '*.log')] } }, d.path);
+    mkdirSync(join(r.logs, 'svc', 'deep'), { recursive: true });
+    writeFileSync(join(r.logs, 'svc', 'deep', 'x.log'), lines('deep', 0, 3));
+    writeFileSync(join(r.logs, 'top.log'), lines('top', 0, 2));
+    assertExactlyOnce(await waitRecords(r, 5), [...expected('deep', 0, 3), ...expected('top', 0, 2)]);
+  });
+
   it('finds a rotated file again by inode when its descriptor had been given back (maxOpenFiles)', async () => {
     const r = await start({ tail: { maxOpenFiles: 1, rotateGraceMs: 200 } });
     writeFileSync(join(r.logs, 'one.log'), lines('one', 0, 5));
