@@ -399,10 +399,13 @@ export class Tailer {
 
   private onWatchEvent(dir: string, event: string, filename: string | null): void {
     if (this.stopping) return;
-    const f = filename ? this.byPath.get(join(dir, filename)) : undefined;
+    const path = filename ? join(dir, filename) : undefined;
+    const f = path ? this.byPath.get(path) : undefined;
     if (f) f.dirty = true;
-    if (!f || event === 'rename') this.rescanRequested = true;
-    this.wake();
+    // Rescan for names appearing or going (or an unknown event); writes to files no input
+    // matches (a rotated app.log.1 still being written, say) do not cause rescans.
+    if (event === 'rename' || !path || (!f && this.inputs.some((i) => i.matches(path)))) this.rescanRequested = true;
+    if (f || this.rescanRequested) this.wake();
   }
 
   /** Counts every error; logs the same message for the same file at most every ERROR_LOG_INTERVAL_MS. */
