@@ -147,6 +147,8 @@ export class Spool implements SpoolReader {
   private full = false;
   private freedSinceVacuum = 0;
   private closed = false;
+  /** chunks deleted by drop-oldest in the running append transaction */
+  private readonly drops: Array<{ seq: number; size: number }> = [];
   private readonly appendListeners = new Set<() => void>();
   private readonly fullListeners = new Set<(full: boolean) => void>();
   private readonly st: {
@@ -323,7 +325,26 @@ export class Spool implements SpoolReader {
    * state. Returns the seq. Listeners registered with onAppend are called afterwards.
    */
   append(draft: ChunkDraft, state: FileState): number {
-    const seq = this.appendTxn(draft, state);
+    const before = { bytes: this.totalBytes, chunks: this.totalChunks, dropped: this.dropped, freed: this.freedSinceVacuum };
+    let seq: number;
+    try {
+      seq = this.appendTxn(draft, state);
+    } catch (err) {
+      // The transaction rolled back: so do the in-memory totals.
+      this.totalBytes = before.bytes;
+      this.totalChunks = before.chunks;
+      this.dropped = before.dropped;
+      this.freedSinceVacuum = before.freed;
+      this.drops.length = 0;
+      throw err;
+    }
+    // Logged and counted once the deletes are committed.
+    let n = before.dropped;
+    for (const d of this.drops) {
+      this.m.dropped.inc();
+      this.log.warn({ seq: d.seq, bytes: d.size, droppedChunks: ++n }, 'spool full: dropped the oldest chunk unshipped (onFull=drop-oldest)');
+    }
+    this.drops.length = 0;
     this.m.appended.inc();
     this.updateGauges();
     this.updateFull();
@@ -432,8 +453,7 @@ export class Spool implements SpoolReader {
         this.totalChunks--;
         this.freedSinceVacuum += row.size;
         this.dropped++;
-        this.m.dropped.inc();
-        this.log.warn({ seq: row.seq, bytes: row.size, droppedChunks: this.dropped }, 'spool full: dropped the oldest chunk unshipped (onFull=drop-oldest)');
+        this.drops.push(row);
       }
     }
     this.st.setMeta.run('spool.droppedChunks', String(this.dropped));

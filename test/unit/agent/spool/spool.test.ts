@@ -258,6 +258,18 @@ describe('agent spool', () => {
     assert.equal(open(d, { maxBytes: 20_000, onFull: 'drop-oldest' }).stats().droppedChunks, st.droppedChunks);
   });
 
+  it('rolls back a failed append completely: no chunk, no state, no drop, totals unchanged', () => {
+    const s = open(dir(), { maxBytes: 20_000, onFull: 'drop-oldest' });
+    for (let i = 0; i < 4; i++) s.append(draft(['w'.repeat(4000)], i * 4001), state((i + 1) * 4001));
+    const before = s.stats();
+    const bad = { ...state(99_999), identity: { dev: null, ino: '42', fingerprint: 'x' } } as unknown as FileState;
+    assert.throws(() => s.append(draft(['v'.repeat(4000)], 16004), bad), /NOT NULL/);
+    assert.deepEqual(s.stats(), before);
+    assert.equal(s.readAfter(0, 10).length, 4);
+    assert.equal(s.fileStates()[0]!.offset, 4 * 4001);
+    assert.equal(s.append(draft(['u'], 16004), state(16006)), 5, 'the failed seq is not used up');
+  });
+
   it('can be read by a read-only connection while the writer has it open', () => {
     const d = dir();
     const s = open(d);
