@@ -222,6 +222,40 @@ describe('agent tailer', () => {
     assertExactlyOnce(recs, expected('s', 0, 45));
   });
 
+  it('keeps a file\'s identity while its fingerprint grows past fingerprintBytes, across restarts', async () => {
+    const r = await start({ tail: { fingerprintBytes: 64 } });
+    const file = join(r.logs, 'small.log');
+    writeFileSync(file, 'a\n'); // 2 bytes: the fingerprint covers 2 bytes
+    await waitRecords(r, 1);
+    await r.stop();
+    appendFileSync(file, lines('g', 0, 10)); // now far past 64 bytes
+    const again = await start({ tail: { fingerprintBytes: 64 } }, r.dir);
+    const recs = await waitRecords(again, 11);
+    assertExactlyOnce(recs, ['a', ...expected('g', 0, 10)]);
+    await waitFor(() => again.spool.fileStates()[0]?.identity.fingerprint.startsWith('64:'), 5000, 'the fingerprint to become final');
+    await again.stop();
+    appendFileSync(file, lines('g', 10, 12));
+    const third = await start({ tail: { fingerprintBytes: 64 } }, r.dir);
+    assertExactlyOnce(await waitRecords(third, 13), ['a', ...expected('g', 0, 12)]);
+    assert.equal(third.cap.find('inode reused'), undefined);
+  });
+
+  it('reports what it reads in its metrics, health and file status', async () => {
+    const r = await start();
+    writeFileSync(join(r.logs, 'm.log'), lines('m', 0, 7));
+    await waitRecords(r, 7);
+    assert.equal(await metric(r.registry, 'ferry_agent_lines_read_total'), 7);
+    assert.equal(await metric(r.registry, 'ferry_agent_read_bytes_total'), Buffer.byteLength(lines('m', 0, 7)));
+    assert.equal(await metric(r.registry, 'ferry_agent_tailed_files'), 1);
+    assert.equal(await metric(r.registry, 'ferry_agent_open_files'), 1);
+    assert.ok((await metric(r.registry, 'ferry_agent_chunks_spooled_total')) >= 1);
+    assert.deepEqual(r.tailer.health(), { ok: true, detail: 'tailing 1 files', files: 1, paused: false });
+    const st = r.tailer.fileStatus()[0]!;
+    assert.equal(st.path, join(r.logs, 'm.log'));
+    assert.equal(st.lagBytes, 0);
+    assert.equal(st.topic, 'logs');
+  });
+
   it('holds a last line without newline (its offset is not stored) until it is completed', async () => {
     const r = await start({ input: { partialLineFlushMs: 60_000 } });
     const file = join(r.logs, 'app.log');
