@@ -2,8 +2,10 @@
  * JetStream input: pulls agents' chunks from the shared durable consumer, hands them to the
  * sink, and acknowledges each message only after the sink answered ok for its chunk.
  *
- * Loop (one per input): fetch up to `fetchBatch` messages (the next fetch is already under way
- * while a batch is produced), decode each (shared/chunk/codec.ts, never throws anything but
+ * Two tasks per input. The pump pulls messages (fetches of up to `fetchBatch`) into a queue and
+ * stops pulling while `fetchBatch` messages wait; every message is held (see below) from the
+ * moment it arrives. The processor takes whatever is queued (up to `fetchBatch`: one message
+ * at a trickle, full batches under load, so latency stays low without a fetch timeout), decodes each (shared/chunk/codec.ts, never throws anything but
  * ChunkMalformedError / ChunkVersionError), check its topic against `nats.allowTopics`, send the
  * whole batch to the sink in one call, then per message:
  *   ok (or duplicate)  ack
@@ -34,7 +36,7 @@ import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, headers as natsHeaders, nkeyAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection, NodeConnectionOptions, Subscription } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Registry } from 'prom-client';
 import type { Sink, SinkOutcome } from '../../sinks/sink.js';
 import type { Logger } from '../../../shared/log.js';
@@ -56,7 +58,7 @@ export interface JetStreamInputOptions {
 /** The credential name this input gives the sink (SinkChunk.source). */
 export const NATS_SOURCE = 'nats';
 
-const FETCH_EXPIRES_MS = 2000;
+const FETCH_EXPIRES_MS = 5000;
 
 function metric<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
@@ -111,12 +113,18 @@ export class JetStreamInput {
   private stopping = false;
   private connected = false;
   private paused = false;
+  private fetchFailures = 0;
   private lastError: string | undefined;
   private readonly held = new Set<JsMsg>();
   private heldSince = new Map<JsMsg, number>();
   private workingTimer: NodeJS.Timeout | undefined;
-  private wakeSleep: (() => void) | undefined;
+  private readonly sleepers = new Set<() => void>();
   private stopDeadline = Infinity;
+  private readonly fetches = new Set<ConsumerMessages>();
+  /** fetched, held, not yet given to the sink */
+  private readonly queue: JsMsg[] = [];
+  private wakePump: (() => void) | undefined;
+  private wakeProcessor: (() => void) | undefined;
 
   constructor(opts: JetStreamInputOptions) {
     this.config = opts.config;
@@ -245,63 +253,75 @@ export class JetStreamInput {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.wakeSleep = undefined;
-        resolve();
-      }, ms);
-      this.wakeSleep = () => {
+      const done = (): void => {
         clearTimeout(t);
+        this.sleepers.delete(done);
         resolve();
       };
+      const t = setTimeout(done, ms);
+      this.sleepers.add(done);
     });
   }
 
-  private async fetchBatch(): Promise<JsMsg[]> {
-    const consumer = this.consumer!;
-    // The client takes max_messages or max_bytes, not both: bound by count (chunks are at
-    // most the agent's chunk.maxBytes, so memory is fetchBatch x that at worst).
-    const iter = await consumer.fetch({ max_messages: this.config.fetchBatch, expires: FETCH_EXPIRES_MS });
-    const out: JsMsg[] = [];
-    for await (const m of iter) {
-      out.push(m);
-      // Held from the moment it is here: stop() naks it, working() keeps it.
-      this.hold([m]);
-    }
-    return out;
-  }
-
-  private async loop(): Promise<void> {
+  /**
+   * The pump: pulls messages (one fetch of up to `fetchBatch` at a time) into `queue`, holding
+   * each from the moment it arrives. It pulls again only while fewer than `fetchBatch` messages
+   * wait, so what the gateway holds stays bounded (back pressure onto JetStream).
+   */
+  private async pump(): Promise<void> {
     let failures = 0;
-    let next: Promise<JsMsg[]> | undefined;
     while (!this.stopping) {
-      let msgs: JsMsg[];
+      if (this.queue.length >= this.config.fetchBatch) {
+        await new Promise<void>((resolve) => (this.wakePump = resolve));
+        continue;
+      }
       try {
-        msgs = await (next ?? this.fetchBatch());
-        next = undefined;
+        // By count (max_messages and max_bytes exclude each other): memory held is at most
+        // about 2 x fetchBatch x the largest chunk (NATS max_payload).
+        const iter = await this.consumer!.fetch({ max_messages: this.config.fetchBatch, expires: FETCH_EXPIRES_MS });
+        this.fetches.add(iter);
+        try {
+          for await (const m of iter) {
+            this.hold([m]);
+            this.queue.push(m);
+            this.wakeProcessor?.();
+          }
+        } finally {
+          this.fetches.delete(iter);
+        }
         failures = 0;
-        this.lastError = undefined;
+        this.fetchFailures = 0;
+        if (!this.paused) this.lastError = undefined;
       } catch (err) {
-        next = undefined;
+        if (this.stopping) break;
         failures++;
+        this.fetchFailures = failures;
         this.lastError = errorMessage(err);
         this.metrics.errors.inc({ type: 'fetch' });
         if (failures === 1 || failures % 30 === 0) this.log.warn({ err: this.lastError, failures }, 'JetStream fetch failed; retrying');
         await this.sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
         if (failures % 5 === 0) await this.reensure();
+      }
+    }
+  }
+
+  /** The processor: takes what the pump queued (up to fetchBatch) and produces it, batch after batch. */
+  private async loop(): Promise<void> {
+    const pump = this.pump();
+    while (!this.stopping) {
+      if (this.queue.length === 0) {
+        await new Promise<void>((resolve) => (this.wakeProcessor = resolve));
+        this.wakeProcessor = undefined;
         continue;
       }
-      if (msgs.length === 0) continue;
-      // Pull the next batch while this one is produced.
-      if (!this.stopping) {
-        next = this.fetchBatch();
-        next.catch(() => undefined); // handled when awaited; never an unhandled rejection meanwhile
-      }
-      await this.process(msgs);
+      const batch = this.queue.splice(0, this.config.fetchBatch);
+      this.wakePump?.();
+      this.wakePump = undefined;
+      await this.process(batch);
     }
-    if (next) {
-      const rest = await next.catch(() => [] as JsMsg[]);
-      for (const m of rest) this.nakMsg(m, 0);
-    }
+    this.wakePump?.();
+    await pump;
+    for (const m of this.queue.splice(0)) this.nakMsg(m, 0);
   }
 
   /** After repeated fetch errors: the stream or consumer may have been deleted; set them up again. */
@@ -373,7 +393,8 @@ export class JetStreamInput {
       attempt++;
       if (this.stopping && Date.now() >= this.stopDeadline - 100) break;
       this.paused = true;
-      const wait = Math.min(30_000, Math.max(retryAfter, 200 * 2 ** Math.min(attempt - 1, 7)));
+      // The sink's hint when it gives one (it knows how long Kafka has been failing), else ours.
+      const wait = retryAfter > 0 ? Math.min(60_000, retryAfter) : Math.min(5000, 200 * 2 ** Math.min(attempt - 1, 5));
       this.lastError = firstError?.message;
       if (attempt === 1 || attempt % 10 === 0) {
         this.log.warn({ chunks: items.length, attempt, waitMs: wait, err: firstError?.message }, 'sink cannot take chunks now; holding them and retrying');
@@ -439,7 +460,12 @@ export class JetStreamInput {
     if (this.stopping) return;
     this.stopping = true;
     this.stopDeadline = deadlineMs;
-    this.wakeSleep?.();
+    for (const wake of [...this.sleepers]) wake();
+    this.wakeProcessor?.();
+    this.wakePump?.();
+    // End pending pulls now instead of waiting for them to expire; what they delivered is held
+    // and nak()ed below.
+    for (const f of this.fetches) void f.close().catch(() => undefined);
     if (this.loopDone) {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
@@ -466,6 +492,7 @@ export class JetStreamInput {
     if (!this.nc) return { ready: false, detail: 'JetStream input not started' };
     if (this.stopping) return { ready: false, detail: 'JetStream input stopping' };
     if (!this.connected) return { ready: false, detail: `NATS disconnected; reconnecting${this.lastError ? ` (${this.lastError})` : ''}` };
+    if (this.fetchFailures > 1) return { ready: false, detail: `JetStream fetch failing (${this.fetchFailures} times): ${this.lastError ?? 'unknown error'}` };
     if (this.paused) return { ready: true, detail: `NATS connected; holding ${this.held.size} chunks the sink refused for now (${this.lastError ?? 'retry'})` };
     return { ready: true, detail: `NATS connected (${this.config.stream}/${this.config.consumer}, ${this.held.size} in flight)` };
   }
