@@ -93,6 +93,10 @@ transport:
     url: "http://127.0.0.1:${httpPort}"
     token: "agent-secret"
     timeoutMs: 5000
+    # One chunk in flight: independent HTTP requests of one file can otherwise reach Kafka out
+    # of order (a later chunk's request handled first, or committed while an earlier one is
+    # retried), which breaks the per-file order this test checks.
+    maxInFlight: 1
 chunk:
   maxDelayMs: 50
   maxBytes: 16KiB
