@@ -3,7 +3,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
@@ -103,17 +103,19 @@ describe('agent tailer crash safety (child process, kill -9)', () => {
     };
     // A rotated name (x.log.N) matches no glob: a generation renamed away before the tailer
     // ever saw it cannot be found (see the tailer's doc). Real rotation is minutes apart, so
-    // the test only rotates a generation the tailer has seen: one that existed when a child
-    // became ready, or that a running child had 250 ms to discover.
-    let childUp = false;
-    let lastReadyAt = 0;
-    let lastKillAt = 0;
-    const generations = new Map<string, { createdAt: number; whileUp: boolean }>();
+    // the test only rotates a generation the tailer has seen: one whose inode has a state in
+    // the spool (read through a read-only connection).
     const generationSeen = (name: string): boolean => {
-      const g = generations.get(name);
-      if (!g) return false; // not created yet
-      if (g.createdAt <= lastReadyAt) return true;
-      return g.whileUp && (childUp ? Date.now() : lastKillAt) - g.createdAt >= 250;
+      const file = join(logs, `${name}.log`);
+      const dbFile = join(dir.path, 'data', 'spool.db');
+      if (!existsSync(file) || !existsSync(dbFile)) return false;
+      const st = statSync(file, { bigint: true });
+      const db = new BetterSqlite3(dbFile, { readonly: true, fileMustExist: true });
+      try {
+        return db.prepare('SELECT 1 FROM spool_files WHERE dev = ? AND ino = ?').get(String(st.dev), String(st.ino)) !== undefined;
+      } finally {
+        db.close();
+      }
     };
     const writeBatch = (): void => {
       const name = names[rand(names.length)]!;
@@ -122,7 +124,6 @@ describe('agent tailer crash safety (child process, kill -9)', () => {
         const k = rotations.get(name)! + 1;
         rotations.set(name, k);
         renameSync(file, join(logs, `${name}.log.${k}`));
-        generations.set(name, { createdAt: Date.now(), whileUp: childUp });
         if (process.env.FERRY_TEST_TRACE) console.log(`# rotated ${name} -> ${k}`);
       }
       let text = open.get(name) ?? '';
@@ -139,7 +140,6 @@ describe('agent tailer crash safety (child process, kill -9)', () => {
         open.set(name, text.slice(cut));
         text = text.slice(0, cut);
       }
-      if (!generations.has(name)) generations.set(name, { createdAt: Date.now(), whileUp: childUp });
       appendFileSync(file, text);
       if (process.env.FERRY_TEST_TRACE) console.log(`# wrote ${name} ${written.at(-count)}..${written.at(-1)}`);
     };
@@ -151,16 +151,12 @@ describe('agent tailer crash safety (child process, kill -9)', () => {
     for (let cycle = 0; cycle < 6; cycle++) {
       const child = await spawnChild(configFile);
       children.push(child);
-      childUp = true;
-      lastReadyAt = Date.now();
       const killAt = Date.now() + 100 + rand(400);
       while (Date.now() < killAt) {
         writeBatch();
         await pause(2); // the writer's pace, not a wait for a condition
       }
       child.proc.kill('SIGKILL');
-      childUp = false;
-      lastKillAt = Date.now();
       if (process.env.FERRY_TEST_TRACE) console.log('# killed');
       assert.equal(await child.exited, null, 'the child died of the signal');
       // Writes and rotations while the agent is down.
