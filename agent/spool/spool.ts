@@ -9,6 +9,8 @@
  *   last spooled byte: no line is spooled twice, none is skipped.
  * - seqs come from `spool_chunks`' AUTOINCREMENT counter (`sqlite_sequence`), read inside the
  *   append transaction: strictly increasing, never reused even after the chunks are deleted.
+ *   A fresh spool (first start, wiped data dir, corrupt file moved aside) starts its counter at
+ *   the clock in microseconds, so it never reuses an id an earlier spool of this agent used.
  *   The chunk is encoded once its seq is known and stored encoded; it is never re-cut.
  * - Byte and chunk totals are kept in memory (loaded once at open), not counted per append.
  * - Acknowledged chunks are deleted in one statement per batch; freed pages are given back to
@@ -57,6 +59,17 @@ export interface SpoolOptions {
   synchronous: 'normal' | 'full';
   log: Logger;
   registry?: Registry;
+  /**
+   * The seq a fresh spool starts after. Default: the clock in microseconds, so a spool that
+   * was wiped or moved aside never hands out an `agentId/seq` an earlier spool of the same
+   * agent already used (receivers would drop the reused ids as duplicates).
+   */
+  seqBase?: number;
+}
+
+/** Where a fresh spool's seqs start: microseconds since the epoch (< 2^53 until the year 2255). */
+export function clockSeqBase(nowMs: number = Date.now()): number {
+  return Math.floor(nowMs) * 1000;
 }
 
 export interface ReadOnlySpool {
@@ -293,7 +306,11 @@ export class Spool implements SpoolReader {
       db.pragma('journal_mode = WAL');
       db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
       db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-      migrate(db, file);
+      const applied = migrate(db, file);
+      if (applied.includes(1)) {
+        // A new spool: seqs continue from the clock, not from 1 (see SpoolOptions.seqBase).
+        db.prepare(`INSERT INTO sqlite_sequence (name, seq) VALUES ('spool_chunks', ?)`).run(opts.seqBase ?? clockSeqBase());
+      }
       return db;
     } catch (err) {
       db?.close();

@@ -82,7 +82,7 @@ function httpConfig(url: string, over: Record<string, unknown> = {}) {
 
 function setup(url: string, over: Record<string, unknown> = {}, retry = { initialMs: 50, maxMs: 300, multiplier: 2, jitter: 0 }) {
   const dir = tempDir('agent-http');
-  const spool = Spool.open({ dataDir: dir.path, maxBytes: 64 * 1024 * 1024, onFull: 'pause', synchronous: 'normal', log, registry: createRegistry({ defaultMetrics: false }) });
+  const spool = Spool.open({ dataDir: dir.path, maxBytes: 64 * 1024 * 1024, onFull: 'pause', synchronous: 'normal', log, registry: createRegistry({ defaultMetrics: false }), seqBase: 0 });
   const shipper = new HttpShipper({ config: httpConfig(url, over), agentId: 'h-01', log, registry: createRegistry({ defaultMetrics: false }) });
   const pump = new Pump({ spool, shipper, maxInFlight: 4, retry, log, registry: createRegistry({ defaultMetrics: false }) });
   let offset = 0;

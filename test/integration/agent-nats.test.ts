@@ -35,7 +35,7 @@ interface Parts {
 
 function parts(url: string, agentId: string, subjectPrefix?: string): Parts {
   const dir = tempDir('agent-nats');
-  const spool = Spool.open({ dataDir: dir.path, maxBytes: 64 * 1024 * 1024, onFull: 'pause', synchronous: 'normal', log, registry: createRegistry({ defaultMetrics: false }) });
+  const spool = Spool.open({ dataDir: dir.path, maxBytes: 64 * 1024 * 1024, onFull: 'pause', synchronous: 'normal', log, registry: createRegistry({ defaultMetrics: false }), seqBase: 0 });
   const shipper = new NatsShipper({ config: natsConfig(url, subjectPrefix), agentId, log, registry: createRegistry({ defaultMetrics: false }) });
   const pump = new Pump({ spool, shipper, maxInFlight: 8, retry: { initialMs: 50, maxMs: 400, multiplier: 2, jitter: 0.1 }, log, registry: createRegistry({ defaultMetrics: false }) });
   let offset = 0;

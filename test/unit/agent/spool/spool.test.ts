@@ -1,9 +1,9 @@
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync, writeFileSync, openSync, writeSync, closeSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync, openSync, writeSync, closeSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Spool, SPOOL_FILE } from '../../../../agent/spool/spool.js';
+import { Spool, SPOOL_FILE, clockSeqBase } from '../../../../agent/spool/spool.js';
 import { migrate, MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../../../agent/spool/schema.js';
 import type { ChunkDraft, FileState } from '../../../../agent/spool/types.js';
 import { fileStateKey } from '../../../../agent/spool/types.js';
@@ -34,8 +34,9 @@ function state(offset: number, path = '/var/log/a.log'): FileState {
 describe('agent spool', () => {
   const dirs: TempDir[] = [];
   const spools: Spool[] = [];
+  // seqBase 0: these tests read seqs as 1, 2, 3...; the clock-based default has its own test.
   function open(dir: TempDir, o: Partial<Parameters<typeof Spool.open>[0]> = {}): Spool {
-    const s = Spool.open({ dataDir: join(dir.path, 'data'), maxBytes: 1024 ** 3, onFull: 'pause', synchronous: 'normal', log: silentLogger(), ...o });
+    const s = Spool.open({ dataDir: join(dir.path, 'data'), maxBytes: 1024 ** 3, onFull: 'pause', synchronous: 'normal', log: silentLogger(), seqBase: 0, ...o });
     spools.push(s);
     return s;
   }
@@ -47,6 +48,19 @@ describe('agent spool', () => {
   afterEach(async () => {
     for (const s of spools.splice(0)) s.close();
     for (const d of dirs.splice(0)) await d.cleanup();
+  });
+
+  it('starts a fresh spool\'s seqs from the clock, so a wiped spool never reuses an agentId/seq', () => {
+    const d = dir();
+    const before = clockSeqBase();
+    const first = open(d, { seqBase: undefined });
+    const seq = first.append(draft(['one']), state(4));
+    assert.ok(seq > before, `seq ${seq} should be above the clock base ${before}`);
+    assert.ok(Number.isSafeInteger(seq));
+    first.close();
+    rmSync(join(d.path, 'data'), { recursive: true, force: true });
+    const wiped = open(d, { seqBase: undefined });
+    assert.ok(wiped.append(draft(['two']), state(4)) > seq, 'the new spool continues above the old one');
   });
 
   it('appends chunks with increasing seqs, stores them encoded, and stores the file state in the same call', () => {
