@@ -38,7 +38,7 @@ import type { Admin } from 'kafkajs';
 import { startKafka, startNats, tempDir, waitFor, freePort, type KafkaBroker, type TempDir } from '../test/harness/index.js';
 import { spawnTracked, terminate, which, type Child } from '../test/harness/process.js';
 import { stableEndOffset, verifyTopic, type Verification } from './lib/kafka.js';
-import { cpuSeconds, findPid, loadAverage, peakRssMiB } from './lib/proc.js';
+import { busiestThread, cpuSeconds, findPid, loadAverage, peakRssMiB, threadTimes, type ThreadTimes } from './lib/proc.js';
 
 const SYSTEMS = ['ferry-eos', 'ferry-alo', 'kcat', 'kcat-headers', 'rsyslog'] as const;
 type SystemName = (typeof SYSTEMS)[number];
@@ -145,6 +145,20 @@ interface Watched {
   own: boolean;
   /** Set when the process must not exit during the run. */
   child?: Child;
+  /** Per-thread scheduler times at the clock start, for the processes whose threads are watched. */
+  threads?: Map<number, ThreadTimes>;
+}
+
+/** A watched process, its thread times sampled from now on (empty: spawned at the clock start). */
+function watched(name: string, pid: number, own: boolean, opts: { child?: Child; spawnedNow?: boolean; threads?: boolean } = {}): Watched {
+  return {
+    name,
+    pid,
+    own,
+    base: opts.spawnedNow ? 0 : (cpuSeconds(pid) ?? 0),
+    ...(opts.child ? { child: opts.child } : {}),
+    ...(opts.threads ? { threads: opts.spawnedNow ? new Map<number, ThreadTimes>() : threadTimes(pid) } : {}),
+  };
 }
 
 interface ProcCost {
@@ -152,6 +166,8 @@ interface ProcCost {
   own: boolean;
   cpuS: number;
   peakRssMiB: number | undefined;
+  /** The thread that used the most CPU during the run: its CPU and run-queue wait in seconds. */
+  busiest?: { comm: string; cpuS: number; waitS: number };
 }
 
 interface RunResult {
@@ -160,11 +176,14 @@ interface RunResult {
   ok: boolean;
   error?: string;
   wallS: number;
+  /** seconds from the clock start until the first record was readable (read_committed) */
+  firstRecordS: number;
   procs: ProcCost[];
   verification?: Verification;
   loadBefore: string;
   loadAfter: string;
   finalOffset: number;
+  notes?: string;
 }
 
 function q(s: string): string {
@@ -185,11 +204,14 @@ async function watch(
   t0: bigint,
   procs: Watched[],
   extraDone?: () => Promise<boolean>,
-): Promise<{ wallS: number; cpu: Map<string, number>; finalOffset: number }> {
+  diagnose?: () => Promise<string>,
+): Promise<Measured> {
   const deadline = Date.now() + OPTS.timeoutS * 1000;
   let value = -1;
   let at = t0;
+  let first: bigint | undefined;
   let cpuAt = new Map<string, number>();
+  let threadsAt = new Map<string, Map<number, ThreadTimes>>();
   let changedAt = Date.now();
   for (;;) {
     let lso: number | undefined;
@@ -203,7 +225,9 @@ async function watch(
       value = lso;
       at = now;
       changedAt = Date.now();
+      if (lso > 0) first ??= now;
       cpuAt = new Map(procs.map((p) => [p.name, (cpuSeconds(p.pid) ?? Number.NaN) - p.base]));
+      threadsAt = new Map(procs.filter((p) => p.threads).map((p) => [p.name, threadTimes(p.pid)]));
     }
     for (const p of procs) {
       if (p.child && !p.child.running()) {
@@ -211,17 +235,38 @@ async function watch(
       }
     }
     if (value >= OPTS.lines && Date.now() - changedAt >= SETTLE_MS && (!extraDone || (await extraDone()))) {
-      return { wallS: sinceS(t0, at), cpu: cpuAt, finalOffset: value };
+      const wallS = sinceS(t0, at);
+      const costs = procs.map((p): ProcCost => {
+        const busy = p.threads ? busiestThread(p.threads, threadsAt.get(p.name) ?? new Map<number, ThreadTimes>()) : undefined;
+        return {
+          name: p.name,
+          own: p.own,
+          cpuS: cpuAt.get(p.name) ?? Number.NaN,
+          peakRssMiB: peakRssMiB(p.pid),
+          ...(busy ? { busiest: { comm: busy.comm, cpuS: busy.cpuS, waitS: busy.waitS } } : {}),
+        };
+      });
+      return { wallS, firstRecordS: first === undefined ? Number.NaN : sinceS(t0, first), procs: costs, finalOffset: value };
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${OPTS.timeoutS} s: the topic's stable end offset is ${value} of ${OPTS.lines} lines`);
+      const outputs = procs
+        .filter((p) => p.child)
+        .map((p) => `--- ${p.name} output ---\n${p.child!.output.text(15)}`)
+        .join('\n');
+      const more = diagnose ? `\n${await diagnose().catch((err: unknown) => `(no diagnosis: ${String(err)})`)}` : '';
+      throw new Error(`timed out after ${OPTS.timeoutS} s: the topic's stable end offset is ${value} of ${OPTS.lines} lines${more}\n${outputs}`);
     }
     await new Promise((r) => setTimeout(r, OPTS.pollMs));
   }
 }
 
-function costs(procs: Watched[], cpu: Map<string, number>): ProcCost[] {
-  return procs.map((p) => ({ name: p.name, own: p.own, cpuS: cpu.get(p.name) ?? Number.NaN, peakRssMiB: peakRssMiB(p.pid) }));
+interface Measured {
+  wallS: number;
+  firstRecordS: number;
+  procs: ProcCost[];
+  finalOffset: number;
+  /** What the system reported about its own work, when it does. */
+  notes?: string;
 }
 
 async function httpOk(url: string): Promise<boolean> {
@@ -231,6 +276,27 @@ async function httpOk(url: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Sums of every sample of `metric` (all labels) in a Prometheus text page. */
+function metricSum(text: string, metric: string): number {
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${metric}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+  return sum;
+}
+
+/** What the gateway did, from its /metrics: flushes, records per flush, time producing. */
+async function gatewaySummary(port: number): Promise<string> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+  const flushes = metricSum(text, 'ferry_gateway_kafka_produce_seconds_count');
+  const produceS = metricSum(text, 'ferry_gateway_kafka_produce_seconds_sum');
+  const records = metricSum(text, 'ferry_gateway_kafka_flush_records_sum');
+  const chunks = metricSum(text, 'ferry_gateway_jetstream_chunks_total');
+  const tx = metricSum(text, 'ferry_gateway_kafka_transactions_total');
+  return (
+    `gateway: ${chunks} chunks from JetStream, ${flushes} flushes (${tx} transactions) of ${fmtInt(records / flushes)} records on average, ` +
+    `${fmt(produceS, 2)} s spent producing (${fmt((1000 * produceS) / flushes, 0)} ms per flush)`
+  );
 }
 
 async function gatewayRecords(port: number, topic: string): Promise<number> {
@@ -253,10 +319,10 @@ interface Env {
 }
 
 function broker(env: Env): Watched {
-  return { name: 'kafka broker', pid: env.brokerPid, base: cpuSeconds(env.brokerPid) ?? 0, own: false };
+  return watched('kafka broker', env.brokerPid, false);
 }
 
-async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number, topic: string): Promise<{ wallS: number; procs: ProcCost[]; finalOffset: number }> {
+async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number, topic: string): Promise<Measured> {
   const dir = join(env.work.path, `${system}-${run}`);
   mkdirSync(dir, { recursive: true });
   const nats = await startNats();
@@ -300,14 +366,27 @@ async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number
         monitor: { enabled: false },
       }),
     );
-    const gatewayW: Watched = { name: 'gateway', pid: gw.pid, base: cpuSeconds(gw.pid) ?? 0, own: true, child: gw };
-    const natsW: Watched = { name: 'nats-server', pid: natsPid, base: cpuSeconds(natsPid) ?? 0, own: false };
+    const gatewayW = watched('gateway', gw.pid, true, { child: gw, threads: true });
+    const natsW = watched('nats-server', natsPid, false, { threads: true });
     const brokerW = broker(env);
     const t0 = process.hrtime.bigint();
     agent = await spawnTracked(process.execPath, [CLI.agent, 'run', '--config', agentConfig]);
-    const procs: Watched[] = [{ name: 'agent', pid: agent.pid, base: 0, own: true, child: agent }, gatewayW, natsW, brokerW];
-    const w = await watch(env.admin, topic, t0, procs, async () => (await gatewayRecords(port, topic)) >= OPTS.lines);
-    return { wallS: w.wallS, procs: costs(procs, w.cpu), finalOffset: w.finalOffset };
+    const procs: Watched[] = [watched('agent', agent.pid, true, { child: agent, spawnedNow: true, threads: true }), gatewayW, natsW, brokerW];
+    const m = await watch(
+      env.admin,
+      topic,
+      t0,
+      procs,
+      async () => (await gatewayRecords(port, topic)) >= OPTS.lines,
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+        return text
+          .split('\n')
+          .filter((l) => /^ferry_gateway_(kafka_(records|chunks|errors|transactions)_total|jetstream_(chunks|errors|redeliveries)_total)/.test(l))
+          .join('\n');
+      },
+    );
+    return { ...m, notes: await gatewaySummary(port).catch((err: unknown) => `gateway metrics unavailable: ${String(err)}`) };
   } finally {
     if (agent && (await terminate(agent, 'SIGTERM', 15_000))) console.error(`${system} run ${run}: the agent did not stop within 15 s of SIGTERM`);
     if (gateway && (await terminate(gateway, 'SIGTERM', 20_000))) console.error(`${system} run ${run}: the gateway did not stop within 20 s of SIGTERM`);
@@ -323,7 +402,7 @@ const KCAT_HEADERS = [
   '-H', 'ferry.seq=12345',
 ];
 
-async function runKcat(env: Env, system: 'kcat' | 'kcat-headers', run: number, topic: string): Promise<{ wallS: number; procs: ProcCost[]; finalOffset: number }> {
+async function runKcat(env: Env, system: 'kcat' | 'kcat-headers', run: number, topic: string): Promise<Measured> {
   const kcat = which('kcat');
   if (!kcat) throw new SkipError('kcat is not installed (apt-get install -y kcat)');
   if (!existsSync('/usr/bin/time')) throw new SkipError('GNU time (/usr/bin/time) is missing: it measures kcat, which exits when done');
@@ -341,7 +420,7 @@ async function runKcat(env: Env, system: 'kcat' | 'kcat-headers', run: number, t
     if (exit.code !== 0) throw new Error(`kcat exited with ${exit.signal ?? exit.code}:\n${child.output.text(20)}`);
     const [user, sys, maxKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
     const own: ProcCost = { name: 'kcat', own: true, cpuS: user! + sys!, peakRssMiB: maxKb! / 1024 };
-    return { wallS: w.wallS, procs: [own, ...costs([brokerW], w.cpu)], finalOffset: w.finalOffset };
+    return { ...w, procs: [own, ...w.procs] };
   } finally {
     await terminate(child, 'SIGKILL', 0);
   }
@@ -355,7 +434,7 @@ function execText(file: string, args: string[]): Promise<{ ok: boolean; text: st
   });
 }
 
-async function runRsyslog(env: Env, run: number, topic: string): Promise<{ wallS: number; procs: ProcCost[]; finalOffset: number }> {
+async function runRsyslog(env: Env, run: number, topic: string): Promise<Measured> {
   const rsyslogd = which('rsyslogd') ?? (existsSync('/usr/sbin/rsyslogd') ? '/usr/sbin/rsyslogd' : undefined);
   if (!rsyslogd) throw new SkipError('rsyslogd is not installed (apt-get install -y rsyslog rsyslog-kafka)');
   if (!existsSync(join(RSYSLOG_MODULES, 'omkafka.so'))) throw new SkipError(`omkafka is not installed (no ${RSYSLOG_MODULES}/omkafka.so; apt-get install -y rsyslog-kafka)`);
@@ -384,9 +463,8 @@ async function runRsyslog(env: Env, run: number, topic: string): Promise<{ wallS
   const t0 = process.hrtime.bigint();
   const child = await spawnTracked(rsyslogd, ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')]);
   try {
-    const procs: Watched[] = [{ name: 'rsyslogd', pid: child.pid, base: 0, own: true, child }, brokerW];
-    const w = await watch(env.admin, topic, t0, procs);
-    return { wallS: w.wallS, procs: costs(procs, w.cpu), finalOffset: w.finalOffset };
+    const procs: Watched[] = [watched('rsyslogd', child.pid, true, { child, spawnedNow: true, threads: true }), brokerW];
+    return await watch(env.admin, topic, t0, procs);
   } finally {
     if (await terminate(child, 'SIGTERM', 15_000)) console.error(`rsyslog run ${run}: rsyslogd did not stop within 15 s of SIGTERM`);
   }
@@ -415,11 +493,15 @@ function describeRun(r: RunResult, bytes: number): string {
       `${v.withoutHeaders ? `, ${v.withoutHeaders} without headers` : ''}${v.complete ? '' : ' (read incomplete)'}`
     : 'not verified';
   const procs = r.procs
-    .map((p) => `${p.name} ${fmt(p.cpuS, 2)} CPU-s (${fmt((100 * p.cpuS) / r.wallS, 0)}% of a core)${p.peakRssMiB === undefined ? '' : `, peak RSS ${fmt(p.peakRssMiB, 0)} MiB`}`)
+    .map(
+      (p) =>
+        `${p.name} ${fmt(p.cpuS, 2)} CPU-s (${fmt((100 * p.cpuS) / r.wallS, 0)}% of a core)${p.peakRssMiB === undefined ? '' : `, peak RSS ${fmt(p.peakRssMiB, 0)} MiB`}` +
+        (p.busiest ? `, busiest thread "${p.busiest.comm}" on CPU ${fmt((100 * p.busiest.cpuS) / r.wallS, 0)}% + waiting for a CPU ${fmt((100 * p.busiest.waitS) / r.wallS, 0)}%` : ''),
+    )
     .join('; ');
   return (
-    `${r.system} run ${r.run}: ${fmt(r.wallS, 2)} s, ${fmtInt(OPTS.lines / r.wallS)} lines/s, ${fmt(bytes / 1e6 / r.wallS, 1)} MB/s; ${procs}; ` +
-    `end offset ${r.finalOffset}; ${check}; load before ${r.loadBefore}, after ${r.loadAfter}`
+    `${r.system} run ${r.run}: ${fmt(r.wallS, 2)} s (first record at ${fmt(r.firstRecordS, 2)} s), ${fmtInt(OPTS.lines / r.wallS)} lines/s, ${fmt(bytes / 1e6 / r.wallS, 1)} MB/s; ${procs}; ` +
+    `end offset ${r.finalOffset}; ${r.notes ? `${r.notes}; ` : ''}${check}; load before ${r.loadBefore}, after ${r.loadAfter}`
   );
 }
 
@@ -502,7 +584,7 @@ async function main(): Promise<void> {
         if (skipped.has(system)) continue;
         const topic = `bench-${system}-${run}`;
         const loadBefore = loadAverage();
-        const r: RunResult = { system, run, ok: false, wallS: Number.NaN, procs: [], loadBefore, loadAfter: '', finalOffset: 0 };
+        const r: RunResult = { system, run, ok: false, wallS: Number.NaN, firstRecordS: Number.NaN, procs: [], loadBefore, loadAfter: '', finalOffset: 0 };
         try {
           await kafka.createTopic(topic);
           const m =

@@ -65,3 +65,48 @@ export function loadAverage(): string {
     return 'unknown';
   }
 }
+
+/** One thread's scheduler totals from /proc/<pid>/task/<tid>/schedstat, in seconds. */
+export interface ThreadTimes {
+  comm: string;
+  /** time on a CPU */
+  cpuS: number;
+  /** time runnable but waiting for a CPU (run-queue delay) */
+  waitS: number;
+}
+
+/**
+ * Every thread's CPU and run-queue wait so far, by thread id (empty if the process is gone).
+ * A thread whose CPU + wait is close to the wall time would have run all along given a core:
+ * it is the bottleneck, slowed by CPU contention when its wait is large.
+ */
+export function threadTimes(pid: number): Map<number, ThreadTimes> {
+  const out = new Map<number, ThreadTimes>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const [cpuNs, waitNs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      out.set(Number(tid), { comm, cpuS: (cpuNs ?? 0) / 1e9, waitS: (waitNs ?? 0) / 1e9 });
+    } catch {
+      // the thread ended between listing and reading
+    }
+  }
+  return out;
+}
+
+/** The thread that used the most CPU between two samples, with its CPU and wait in seconds. */
+export function busiestThread(before: Map<number, ThreadTimes>, after: Map<number, ThreadTimes>): (ThreadTimes & { tid: number }) | undefined {
+  let best: (ThreadTimes & { tid: number }) | undefined;
+  for (const [tid, t] of after) {
+    const b = before.get(tid);
+    const d = { tid, comm: t.comm, cpuS: t.cpuS - (b?.cpuS ?? 0), waitS: t.waitS - (b?.waitS ?? 0) };
+    if (!best || d.cpuS > best.cpuS) best = d;
+  }
+  return best;
+}
