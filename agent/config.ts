@@ -51,7 +51,7 @@ const http = z.strictObject({
   token: z.string().optional().describe('bearer token the gateway expects'),
   gzip: z.boolean().default(true).describe('gzip request bodies'),
   timeoutMs: ms({ min: 100 }).default(30000).describe('a request without answer after this long is retried'),
-  maxInFlight: z.number().int().min(1).max(64).default(4).describe('chunks sent and awaiting an answer at once'),
+  maxInFlight: z.number().int().min(1).max(64).default(1).describe('chunks sent and awaiting an answer at once; above 1, concurrent requests can reach Kafka out of file order (faster, but a file\'s lines may interleave out of order)'),
   tls: tlsFiles.optional(),
 });
 
