@@ -29,7 +29,7 @@
 //   checked: present, how many copies, file order, headers.
 // Figures are medians over the runs of each metric on its own. Measured, not asserted.
 import { execFile } from 'node:child_process';
-import { mkdirSync, openSync, writeSync, closeSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { cpSync, symlinkSync, mkdirSync, openSync, writeSync, closeSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { hostname, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,10 +43,24 @@ import { busiestThread, cpuSeconds, findPid, loadAverage, peakRssMiB, threadTime
 const SYSTEMS = ['ferry-eos', 'ferry-alo', 'kcat', 'kcat-headers', 'rsyslog'] as const;
 type SystemName = (typeof SYSTEMS)[number];
 
-const CLI = {
-  agent: fileURLToPath(new URL('../agent/cli.js', import.meta.url)),
-  gateway: fileURLToPath(new URL('../gateway/cli.js', import.meta.url)),
-};
+/** The built tree (dist/) and the repository root this script runs from. */
+const DIST = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = join(DIST, '..');
+
+/**
+ * Copies the built CLIs (dist/agent, dist/gateway, dist/shared) into `dir` with the package's
+ * package.json and a link to its node_modules, and returns the two CLI paths in the copy: a
+ * rebuild of dist/ while the benchmark runs (the checkout is shared) cannot change, or break
+ * half-way, what is measured.
+ */
+function snapshotClis(dir: string): { agent: string; gateway: string } {
+  const root = join(dir, 'ferry');
+  for (const part of ['agent', 'gateway', 'shared']) cpSync(join(DIST, part), join(root, 'dist', part), { recursive: true });
+  cpSync(join(ROOT, 'package.json'), join(root, 'package.json'));
+  symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'), 'dir');
+  return { agent: join(root, 'dist', 'agent', 'cli.js'), gateway: join(root, 'dist', 'gateway', 'cli.js') };
+}
+let CLI = { agent: '', gateway: '' };
 const KAFKA_JVM = ['-Xms1g', '-Xmx1g', '-XX:+UseG1GC', '-Djava.awt.headless=true'];
 const SETTLE_MS = 3000;
 
@@ -562,6 +576,7 @@ async function main(): Promise<void> {
     const logs = join(work.path, 'logs');
     mkdirSync(logs);
     const { paths, linesPerFile, bytes } = writeFiles(logs);
+    CLI = snapshotClis(work.path);
     console.log(`# ${command}`);
     console.log(
       `${OPTS.lines} lines x ${OPTS.lineBytes} B in ${OPTS.files} files = ${(bytes / 1e6).toFixed(1)} MB; ${OPTS.runs} run(s) per system; ` +
