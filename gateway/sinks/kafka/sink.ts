@@ -63,6 +63,14 @@
  *   its new chunks dropped as duplicates until its seq passes the old one: agents must keep
  *   their spool (or change id) for exactly-once to be sound.
  * - read_uncommitted consumers see the records of aborted transactions.
+ * - Start-up reads every marker still retained (one per chunk): at 10 chunks/s and the default
+ *   7-day `committedRetentionMs` that is ~6M records, a minute or more with kafkajs. Keep
+ *   `committedRetentionMs` just above the longest time a chunk can come back (agent outage plus
+ *   JetStream retention), or move to per-agent interval summaries (a compacted key per agent
+ *   and gateway) when that matters.
+ * - kafkajs warns that limited retries "may invalidate EoS guarantees" for an idempotent
+ *   producer: that concerns reusing a producer after it gave up; this sink never does, it drops
+ *   and recreates the producer (new producer id/epoch) after any failure.
  *
  * Telemetry: ferry_gateway_kafka_* counters (chunks by outcome, records, bytes per topic,
  * duplicates, errors by type, transactions), a produce-latency histogram, one child logger.
