@@ -14,12 +14,17 @@
  * Per-chunk values (agent, host, path, seq, key, timestamp) are encoded once per chunk and shared
  * by its records; only the offset string and the headers object are per record.
  *
+ * Partitioning (chunkPartitioner): with a key, kafkajs' default (Java-compatible murmur2) choice,
+ * computed once per chunk since a chunk's records share one key Buffer; without a key, one
+ * round-robin pick per chunk instead of per record, so a chunk's records stay together and in
+ * order in one partition (and produce requests hold fewer, larger partition batches).
+ *
  * Packing: messages are cut into produce requests of at most `maxBatchBytes` (estimated record
  * size, on the high side) and `maxBatchRecords`, in order. A chunk may span several requests;
  * the caller reports a chunk ok only when every request holding its records succeeded (and, in
  * exactly-once mode, the transaction holding them all committed).
  */
-import type { IHeaders, Message } from 'kafkajs';
+import { Partitioners, type ICustomPartitioner, type IHeaders, type Message, type PartitionerArgs } from 'kafkajs';
 import { RecordFlag, type DecodedChunk } from '../../../shared/chunk/codec.js';
 import type { HEADER_NAMES } from '../../config.js';
 
@@ -93,6 +98,7 @@ export function buildMessages(chunk: DecodedChunk, opts: RecordOptions): ChunkMe
   if (seq !== undefined) fixed += 9 + seq.length;
 
   const n = chunk.records.length;
+  const token = {};
   const messages = new Array<Message>(n);
   const sizes = new Array<number>(n);
   let bytes = 0;
@@ -117,6 +123,7 @@ export function buildMessages(chunk: DecodedChunk, opts: RecordOptions): ChunkMe
     }
     const m: Message = { value: r.value, headers, timestamp };
     if (key !== undefined) m.key = key;
+    (m as ChunkMessage)[CHUNK] = token;
     messages[i] = m;
     sizes[i] = size;
     bytes += size;
@@ -124,6 +131,30 @@ export function buildMessages(chunk: DecodedChunk, opts: RecordOptions): ChunkMe
   }
   return { messages, sizes, bytes, valueBytes };
 }
+
+/** Every message of one chunk carries the same token object under this symbol. */
+export const CHUNK: unique symbol = Symbol('ferry.chunk');
+type ChunkMessage = Message & { [CHUNK]?: object };
+
+/**
+ * kafkajs partitioner that decides once per chunk (see the top of this file). Messages without a
+ * chunk token (the committed-topic markers) get kafkajs' default choice.
+ */
+export const chunkPartitioner: ICustomPartitioner = () => {
+  const base = Partitioners.DefaultPartitioner();
+  const chosen = new WeakMap<object, number>();
+  return (args: PartitionerArgs): number => {
+    const m = args.message as ChunkMessage;
+    if (m.partition !== undefined && m.partition !== null) return m.partition;
+    const token = m[CHUNK];
+    if (token === undefined) return base(args);
+    const known = chosen.get(token);
+    if (known !== undefined && known < args.partitionMetadata.length) return known;
+    const p = base(args);
+    chosen.set(token, p);
+    return p;
+  };
+};
 
 export interface ProduceRequest {
   /** messages per topic, in order */

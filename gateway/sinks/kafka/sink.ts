@@ -76,7 +76,7 @@
  * duplicates, errors by type, transactions), a produce-latency histogram, one child logger.
  */
 import { readFileSync } from 'node:fs';
-import { Kafka, Partitioners, CompressionTypes, logLevel as KafkaLogLevel } from 'kafkajs';
+import { Kafka, CompressionTypes, logLevel as KafkaLogLevel } from 'kafkajs';
 import type { Admin, KafkaConfig, Message, Producer, SASLOptions, logCreator } from 'kafkajs';
 import type { Registry } from 'prom-client';
 import type { GatewayConfig } from '../../config.js';
@@ -85,7 +85,7 @@ import type { Logger } from '../../../shared/log.js';
 import { Counter, Gauge, Histogram } from '../../../shared/metrics.js';
 import { chunkId } from '../../../shared/chunk/codec.js';
 import { KafkaError, errorMessage } from '../../../shared/errors.js';
-import { RequestPacker, buildMessages, maxRecordBytes, type ChunkMessages, type PackLimits, type ProduceRequest } from './records.js';
+import { RequestPacker, buildMessages, chunkPartitioner, maxRecordBytes, type ChunkMessages, type PackLimits, type ProduceRequest } from './records.js';
 import { CommittedLog } from './committed.js';
 import { classifyError, errorLabel } from './classify.js';
 
@@ -457,7 +457,7 @@ export class KafkaSink implements Sink {
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: this.config.allowAutoTopicCreation,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: chunkPartitioner,
       retry: PRODUCER_RETRY,
       ...(transactionalId ? { transactionalId, transactionTimeout: Math.max(60_000, this.config.requestTimeoutMs * 2) } : {}),
     });

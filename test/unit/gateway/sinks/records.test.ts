@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { RecordFlag } from '../../../../shared/chunk/codec.js';
 import { HEADER_NAMES } from '../../../../gateway/config.js';
-import { BATCH_OVERHEAD_BYTES, RequestPacker, buildMessages, flagsHeader, maxRecordBytes } from '../../../../gateway/sinks/kafka/records.js';
+import { Partitioners, type PartitionMetadata } from 'kafkajs';
+import { BATCH_OVERHEAD_BYTES, RequestPacker, buildMessages, chunkPartitioner, flagsHeader, maxRecordBytes } from '../../../../gateway/sinks/kafka/records.js';
 import { lineOffsets, testChunk } from './fixtures.js';
 
 const ALL = { headers: [...HEADER_NAMES], key: 'none' as const };
@@ -125,5 +126,32 @@ describe('RequestPacker', () => {
     packer.add('t', { value: 'c' }, 10);
     assert.equal(packer.requests.length, 3);
     assert.ok(maxRecordBytes({ maxBatchBytes: 1000, maxBatchRecords: 1 }) < 1000 - BATCH_OVERHEAD_BYTES);
+  });
+});
+
+describe('chunkPartitioner', () => {
+  const partitionMetadata: PartitionMetadata[] = [0, 1, 2, 3, 4, 5].map((partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 1, replicas: [1], isr: [1], offlineReplicas: [] }));
+
+  it('sends every record of an unkeyed chunk to one partition, and spreads chunks over partitions', () => {
+    const partition = chunkPartitioner();
+    const seen = new Set<number>();
+    for (let seq = 1; seq <= 30; seq++) {
+      const { messages } = buildMessages(testChunk({ seq, topic: 't', lines: ['a', 'b', 'c', 'd'] }), ALL);
+      const ps = new Set(messages.map((message) => partition({ topic: 't', partitionMetadata, message })));
+      assert.equal(ps.size, 1, `chunk ${seq} in one partition`);
+      seen.add([...ps][0]!);
+    }
+    assert.ok(seen.size > 1, 'chunks go to several partitions');
+  });
+
+  it('keeps kafkajs\' default partition for keyed records', () => {
+    const partition = chunkPartitioner();
+    const base = Partitioners.DefaultPartitioner();
+    for (const path of ['/a.log', '/var/log/b.log', '/x/y/z']) {
+      const { messages } = buildMessages(testChunk({ seq: 1, topic: 't', lines: ['a', 'b'], path }), { headers: [], key: 'path' });
+      for (const message of messages) {
+        assert.equal(partition({ topic: 't', partitionMetadata, message }), base({ topic: 't', partitionMetadata, message: { key: path, value: null } }));
+      }
+    }
   });
 });
