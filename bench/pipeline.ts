@@ -29,7 +29,7 @@
 //   checked: present, how many copies, file order, headers.
 // Figures are medians over the runs of each metric on its own. Measured, not asserted.
 import { execFile } from 'node:child_process';
-import { cpSync, symlinkSync, mkdirSync, openSync, writeSync, closeSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { cpSync, readdirSync, symlinkSync, mkdirSync, openSync, writeSync, closeSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { hostname, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,7 @@ import type { Admin } from 'kafkajs';
 import { startKafka, startNats, tempDir, waitFor, freePort, type KafkaBroker, type TempDir } from '../test/harness/index.js';
 import { spawnTracked, terminate, which, type Child } from '../test/harness/process.js';
 import { stableEndOffset, verifyTopic, type Verification } from './lib/kafka.js';
+import { formatProfile, summariseCpuProfile } from './lib/profile.js';
 import { busiestThread, cpuSeconds, findPid, loadAverage, peakRssMiB, threadTimes, type ThreadTimes } from './lib/proc.js';
 
 const SYSTEMS = ['ferry-eos', 'ferry-alo', 'kcat', 'kcat-headers', 'rsyslog'] as const;
@@ -77,6 +78,9 @@ function parseOptions(): {
   timeoutS: number;
   systems: SystemName[];
   json: string | undefined;
+  profile: boolean;
+  gatewayKafka: Record<string, unknown>;
+  agentSet: Record<string, unknown>;
 } {
   const { values } = parseArgs({
     options: {
@@ -88,8 +92,21 @@ function parseOptions(): {
       'poll-ms': { type: 'string', default: '50' },
       'timeout-s': { type: 'string', default: '600' },
       json: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      'gateway-kafka': { type: 'string', default: '{}' },
+      'agent-set': { type: 'string', default: '{}' },
     },
   });
+  const jsonObject = (name: string, raw: string): Record<string, unknown> => {
+    let v: unknown;
+    try {
+      v = JSON.parse(raw);
+    } catch (err) {
+      throw new UsageError(`--${name} must be a JSON object: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`--${name} must be a JSON object, got ${raw}`);
+    return v as Record<string, unknown>;
+  };
   const int = (name: string, raw: string, min: number): number => {
     const n = Number(raw);
     if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${raw}"`);
@@ -108,6 +125,9 @@ function parseOptions(): {
     timeoutS: int('timeout-s', values['timeout-s'], 10),
     systems: systems as SystemName[],
     json: values.json,
+    profile: values.profile,
+    gatewayKafka: jsonObject('gateway-kafka', values['gateway-kafka']),
+    agentSet: jsonObject('agent-set', values['agent-set']),
   };
   if (o.files > o.lines) throw new UsageError('--files must not exceed --lines');
   return o;
@@ -198,6 +218,7 @@ interface RunResult {
   loadAfter: string;
   finalOffset: number;
   notes?: string;
+  profiles?: string;
 }
 
 function q(s: string): string {
@@ -281,6 +302,8 @@ interface Measured {
   finalOffset: number;
   /** What the system reported about its own work, when it does. */
   notes?: string;
+  /** `--profile`: where the agent's and gateway's CPU went. */
+  profiles?: string;
 }
 
 async function httpOk(url: string): Promise<boolean> {
@@ -340,6 +363,9 @@ async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number
   const dir = join(env.work.path, `${system}-${run}`);
   mkdirSync(dir, { recursive: true });
   const nats = await startNats();
+  const profDir = (name: string): string => join(dir, `profile-${name}`);
+  const nodeArgs = (name: string): string[] => (OPTS.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir(name)] : []);
+  let result!: Measured;
   let gateway: Child | undefined;
   let agent: Child | undefined;
   try {
@@ -352,12 +378,12 @@ async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number
       JSON.stringify({
         id: `gw-${system}-${run}`,
         log: { level: 'warn' },
-        kafka: { brokers: env.kafka.brokers, delivery: system === 'ferry-eos' ? 'exactly-once' : 'at-least-once' },
+        kafka: { brokers: env.kafka.brokers, delivery: system === 'ferry-eos' ? 'exactly-once' : 'at-least-once', ...OPTS.gatewayKafka },
         nats: { servers: [nats.url] },
         monitor: { listen: `127.0.0.1:${port}` },
       }),
     );
-    gateway = await spawnTracked(process.execPath, [CLI.gateway, 'run', '--config', gatewayConfig]);
+    gateway = await spawnTracked(process.execPath, [...nodeArgs('gateway'), CLI.gateway, 'run', '--config', gatewayConfig]);
     const gw = gateway;
     await waitFor(
       async () => {
@@ -378,13 +404,14 @@ async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number
         inputs: [{ paths: [join(env.logs, '*.log')], topic }],
         transport: { nats: { servers: [nats.url] } },
         monitor: { enabled: false },
+        ...OPTS.agentSet,
       }),
     );
     const gatewayW = watched('gateway', gw.pid, true, { child: gw, threads: true });
     const natsW = watched('nats-server', natsPid, false, { threads: true });
     const brokerW = broker(env);
     const t0 = process.hrtime.bigint();
-    agent = await spawnTracked(process.execPath, [CLI.agent, 'run', '--config', agentConfig]);
+    agent = await spawnTracked(process.execPath, [...nodeArgs('agent'), CLI.agent, 'run', '--config', agentConfig]);
     const procs: Watched[] = [watched('agent', agent.pid, true, { child: agent, spawnedNow: true, threads: true }), gatewayW, natsW, brokerW];
     const m = await watch(
       env.admin,
@@ -400,12 +427,22 @@ async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number
           .join('\n');
       },
     );
-    return { ...m, notes: await gatewaySummary(port).catch((err: unknown) => `gateway metrics unavailable: ${String(err)}`) };
+    result = { ...m, notes: await gatewaySummary(port).catch((err: unknown) => `gateway metrics unavailable: ${String(err)}`) };
   } finally {
     if (agent && (await terminate(agent, 'SIGTERM', 15_000))) console.error(`${system} run ${run}: the agent did not stop within 15 s of SIGTERM`);
     if (gateway && (await terminate(gateway, 'SIGTERM', 20_000))) console.error(`${system} run ${run}: the gateway did not stop within 20 s of SIGTERM`);
     await nats.stop();
   }
+  if (OPTS.profile) {
+    // Written by each process at its exit (SIGTERM drains, then exits 0).
+    result.profiles = ['agent', 'gateway']
+      .map((name) => {
+        const files = existsSync(profDir(name)) ? readdirSync(profDir(name)).filter((f) => f.endsWith('.cpuprofile')) : [];
+        return files[0] ? formatProfile(name, summariseCpuProfile(join(profDir(name), files[0]))) : `${name}: no CPU profile written`;
+      })
+      .join('\n');
+  }
+  return result;
 }
 
 const KCAT_HEADERS = [
@@ -588,6 +625,7 @@ async function main(): Promise<void> {
     if (brokerPid === undefined) throw new Error(`cannot find the Kafka broker process of ${kafka.dataDir}`);
     admin = kafka.client().admin();
     await admin.connect();
+    if (OPTS.profile) console.log('--profile: the agent and gateway run under the V8 CPU profiler; their figures are slower than unprofiled ones');
     console.log(`Kafka broker on ${kafka.bootstrap} (JVM ${KAFKA_JVM.join(' ')}), started in ${((Date.now() - kafkaStart) / 1000).toFixed(1)} s`);
     const env: Env = { kafka, admin, brokerPid, work, logs, paths };
 
@@ -629,6 +667,7 @@ async function main(): Promise<void> {
         }
         results.push(r);
         console.log(describeRun(r, bytes));
+        if (r.profiles) console.log(r.profiles);
       }
     }
     const cpuSelf = process.cpuUsage();
