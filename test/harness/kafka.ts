@@ -368,21 +368,35 @@ class KafkaBrokerImpl implements KafkaBroker {
   }
 
   async createTopic(name: string, opts: CreateTopicOptions = {}): Promise<void> {
-    const created = await withAdmin(this.client(), (admin) =>
-      admin.createTopics({
+    const partitions = opts.partitions ?? 1;
+    await withAdmin(this.client(), async (admin) => {
+      const created = await admin.createTopics({
         topics: [
           {
             topic: name,
-            numPartitions: opts.partitions ?? 1,
+            numPartitions: partitions,
             replicationFactor: 1,
             configEntries: Object.entries(opts.config ?? {}).map(([n, value]) => ({ name: n, value })),
           },
         ],
-        waitForLeaders: true,
+        // kafkajs' own wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which a KRaft broker answers
+        // for a moment after the create: wait for every partition's leader here instead.
+        waitForLeaders: false,
         timeout: 30_000,
-      }),
-    );
-    if (!created) throw new ServerOperationError(`topic "${name}" already exists`);
+      });
+      if (!created) throw new ServerOperationError(`topic "${name}" already exists`);
+      await waitFor(
+        async () => {
+          const meta = await admin.fetchTopicMetadata({ topics: [name] });
+          const parts = meta.topics[0]?.partitions ?? [];
+          if (parts.length !== partitions || !parts.every((p) => p.leader >= 0)) return false;
+          // The leader answers offsets only once it has loaded the partition.
+          return (await admin.fetchTopicOffsets(name)).length === partitions;
+        },
+        30_000,
+        `every partition of the new topic "${name}" to have a leader that answers`,
+      );
+    });
   }
 
   async readAll(topic: string, opts: ReadAllOptions = {}): Promise<KafkaRecordOut[]> {
@@ -427,6 +441,9 @@ class KafkaBrokerImpl implements KafkaBroker {
       const finished = new Promise<void>((resolve, reject) => {
         settle = (err) => (err === undefined ? resolve() : reject(err));
       });
+      // It may settle before the race below awaits it: mark the rejection as handled (the race
+      // still sees it).
+      finished.catch(() => undefined);
       let refreshing = false;
       let refreshed = opts.expect === undefined;
       const reached = (): boolean => [...target].every(([p, t]) => (position.get(p) ?? 0) >= t);
