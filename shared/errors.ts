@@ -86,8 +86,8 @@ export class TransportError extends FerryError {
 
 export class TopicForbiddenError extends FerryError {
   readonly topic: string;
-  constructor(topic: string, message?: string) {
-    super('FERRY_TOPIC_FORBIDDEN', message ?? `topic "${topic}" is not allowed for this sender`);
+  constructor(topic: string, message?: string, options?: { cause?: unknown }) {
+    super('FERRY_TOPIC_FORBIDDEN', message ?? `topic "${topic}" is not allowed for this sender`, options);
     this.topic = topic;
   }
 }

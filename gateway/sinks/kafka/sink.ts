@@ -84,10 +84,19 @@ import type { Sink, SinkChunk, SinkOutcome } from '../sink.js';
 import type { Logger } from '../../../shared/log.js';
 import { Counter, Gauge, Histogram } from '../../../shared/metrics.js';
 import { chunkId } from '../../../shared/chunk/codec.js';
-import { KafkaError, errorMessage } from '../../../shared/errors.js';
+import { KafkaError, TopicForbiddenError, errorMessage } from '../../../shared/errors.js';
 import { RequestPacker, buildMessages, chunkPartitioner, maxRecordBytes, type ChunkMessages, type PackLimits, type ProduceRequest } from './records.js';
 import { CommittedLog } from './committed.js';
 import { classifyError, errorLabel } from './classify.js';
+
+/** A chunk for a topic Kafka does not have: refused (never retried as is), like a forbidden one. */
+function unknownTopic(topic: string, cause?: unknown): TopicForbiddenError {
+  return new TopicForbiddenError(
+    topic,
+    `topic "${topic}" does not exist in Kafka and kafka.allowAutoTopicCreation is false: create the topic`,
+    cause === undefined ? undefined : { cause },
+  );
+}
 
 export type KafkaSinkConfig = GatewayConfig['kafka'];
 
@@ -410,7 +419,7 @@ export class KafkaSink implements Sink {
       if (!exists) {
         outcomes.set(p, {
           kind: 'fatal',
-          error: new KafkaError(`topic "${topic}" does not exist in Kafka and kafka.allowAutoTopicCreation is false: create the topic`, false),
+          error: unknownTopic(topic),
         });
         continue;
       }
@@ -617,7 +626,7 @@ export class KafkaSink implements Sink {
     }
     try {
       if (!(await this.topicExists(topic, true))) {
-        return { kind: 'fatal', error: new KafkaError(`topic "${topic}" does not exist in Kafka and kafka.allowAutoTopicCreation is false: create the topic`, false, { cause: error }) };
+        return { kind: 'fatal', error: unknownTopic(topic, error) };
       }
     } catch (err) {
       return this.retryOutcome(err);
