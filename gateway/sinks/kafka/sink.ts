@@ -59,9 +59,10 @@
  *   gateway a unique `id`.
  * - Markers expire after `committedRetentionMs`: a chunk redelivered later than that is produced
  *   again.
- * - An agent that loses its state and restarts its seq at 1 under the same agentId would see
- *   its new chunks dropped as duplicates until its seq passes the old one: agents must keep
- *   their spool (or change id) for exactly-once to be sound.
+ * - Chunk ids must never be reused: the agent's spool starts the seqs of a fresh spool at the
+ *   clock in microseconds (agent/spool/spool.ts), so a wiped spool does not reuse old ids; an
+ *   agent host whose clock jumped far back AND lost its spool could, and its reused ids would
+ *   be dropped as duplicates.
  * - read_uncommitted consumers see the records of aborted transactions.
  * - Start-up reads every marker still retained (one per chunk): at 10 chunks/s and the default
  *   7-day `committedRetentionMs` that is ~6M records, a minute or more with kafkajs. Keep
