@@ -19,6 +19,16 @@
  * round-robin pick per chunk instead of per record, so a chunk's records stay together and in
  * order in one partition (and produce requests hold fewer, larger partition batches).
  *
+ * Produce-API records (`SinkChunk.records`, the HTTP `POST /topics/:topic` endpoint): built by
+ * `buildRecordMessages`, one message per record with exactly its key, headers and partition, and
+ * nothing else (no ferry.* headers, no `kafka.key` strategy); timestamp = when the request came.
+ * Partitioning: an explicit partition is used as given (the sink checks it against the topic's
+ * partition count first: kafkajs silently drops messages for a partition it has no metadata for,
+ * so chunkPartitioner also refuses such a partition with an error instead of losing the record);
+ * a keyed record gets kafkajs' default murmur2 choice per record (the partition a Java producer
+ * picks for that key); unkeyed records of one request share one round-robin pick, like Java's
+ * sticky partitioner, so they stay together and in order.
+ *
  * Packing: messages are cut into produce requests of at most `maxBatchBytes` (estimated record
  * size, on the high side) and `maxBatchRecords`, in order. A chunk may span several requests;
  * the caller reports a chunk ok only when every request holding its records succeeded (and, in
@@ -26,6 +36,8 @@
  */
 import { Partitioners, type ICustomPartitioner, type IHeaders, type Message, type PartitionerArgs } from 'kafkajs';
 import { RecordFlag, type DecodedChunk } from '../../../shared/chunk/codec.js';
+import { KafkaError } from '../../../shared/errors.js';
+import type { SinkRecord } from '../sink.js';
 import type { HEADER_NAMES } from '../../config.js';
 
 export type HeaderName = (typeof HEADER_NAMES)[number];
@@ -132,20 +144,103 @@ export function buildMessages(chunk: DecodedChunk, opts: RecordOptions): ChunkMe
   return { messages, sizes, bytes, valueBytes };
 }
 
+/** Bytes a record header adds beyond its name and value bytes (two varint lengths). */
+export const HEADER_OVERHEAD_BYTES = 10;
+
+/**
+ * Builds the Kafka messages of produce-API records (see the top of this file): exactly their
+ * keys, headers and partitions; values, keys and header values are the caller's Buffers (not
+ * copied). `timestampMs` stamps every record (the request's arrival).
+ */
+export function buildRecordMessages(records: readonly SinkRecord[], timestampMs: number): ChunkMessages {
+  const timestamp = String(timestampMs);
+  const token = {};
+  const n = records.length;
+  const messages = new Array<Message>(n);
+  const sizes = new Array<number>(n);
+  let bytes = 0;
+  let valueBytes = 0;
+  for (let i = 0; i < n; i++) {
+    const r = records[i]!;
+    const m: Message = { value: r.value, timestamp };
+    let size = RECORD_OVERHEAD_BYTES + r.value.length;
+    if (r.key !== null) {
+      m.key = r.key;
+      size += r.key.length;
+    }
+    if (r.headers !== undefined) {
+      for (const [name, v] of Object.entries(r.headers)) size += HEADER_OVERHEAD_BYTES + Buffer.byteLength(name) + v.length;
+      m.headers = r.headers;
+    }
+    if (r.partition !== undefined) m.partition = r.partition;
+    else if (r.key === null) (m as ChunkMessage)[CHUNK] = token;
+    messages[i] = m;
+    sizes[i] = size;
+    bytes += size;
+    valueBytes += r.value.length;
+  }
+  return { messages, sizes, bytes, valueBytes };
+}
+
+/** A rough size of produce-API records for the sink's flush sizing, before they are built. */
+export function estimateRecordBytes(records: readonly SinkRecord[]): number {
+  let bytes = 0;
+  for (const r of records) {
+    bytes += 64 + r.value.length + (r.key?.length ?? 0);
+    if (r.headers !== undefined) for (const [name, v] of Object.entries(r.headers)) bytes += HEADER_OVERHEAD_BYTES + name.length + v.length;
+  }
+  return bytes;
+}
+
+/**
+ * The first record whose explicit partition is not a partition of a topic with `count`
+ * partitions (`Infinity`: only check that it is a partition number), with a message naming
+ * it; undefined when all are fine.
+ */
+export function partitionOutOfRange(records: readonly SinkRecord[], topic: string, count: number): { index: number; message: string } | undefined {
+  for (let i = 0; i < records.length; i++) {
+    const p = records[i]!.partition;
+    if (p === undefined) continue;
+    if (!Number.isSafeInteger(p) || p < 0) return { index: i, message: `records[${i}].partition ${p} is not a partition number (a non-negative integer)` };
+    if (p >= count) {
+      const have = count === 1 ? 'has 1 partition (0)' : `has ${count} partitions (0-${count - 1})`;
+      return { index: i, message: `records[${i}].partition ${p} is out of range: topic "${topic}" ${have}` };
+    }
+  }
+  return undefined;
+}
+
+/** Highest explicit partition among the records; -1 when none names one. */
+export function maxExplicitPartition(records: readonly SinkRecord[]): number {
+  let max = -1;
+  for (const r of records) if (r.partition !== undefined && r.partition > max) max = r.partition;
+  return max;
+}
+
 /** Every message of one chunk carries the same token object under this symbol. */
 export const CHUNK: unique symbol = Symbol('ferry.chunk');
 type ChunkMessage = Message & { [CHUNK]?: object };
 
 /**
  * kafkajs partitioner that decides once per chunk (see the top of this file). Messages without a
- * chunk token (the committed-topic markers) get kafkajs' default choice.
+ * chunk token (the committed-topic markers, keyed produce-API records) get kafkajs' default
+ * choice; a message with an explicit partition goes there, and one the metadata lacks throws.
  */
 export const chunkPartitioner: ICustomPartitioner = () => {
   const base = Partitioners.DefaultPartitioner();
   const chosen = new WeakMap<object, number>();
   return (args: PartitionerArgs): number => {
     const m = args.message as ChunkMessage;
-    if (m.partition !== undefined && m.partition !== null) return m.partition;
+    if (m.partition !== undefined && m.partition !== null) {
+      // kafkajs would silently drop a message for a partition missing from its metadata.
+      if (!Number.isSafeInteger(m.partition) || m.partition < 0 || m.partition >= args.partitionMetadata.length) {
+        throw new KafkaError(
+          `partition ${m.partition} of topic "${args.topic}" is not in the producer's metadata (${args.partitionMetadata.length} partitions); not producing rather than losing the record`,
+          false,
+        );
+      }
+      return m.partition;
+    }
     const token = m[CHUNK];
     if (token === undefined) return base(args);
     const known = chosen.get(token);

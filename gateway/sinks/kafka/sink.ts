@@ -73,6 +73,20 @@
  *   producer: that concerns reusing a producer after it gave up; this sink never does, it drops
  *   and recreates the producer (new producer id/epoch) after any failure.
  *
+ * Produce-API records (`SinkChunk.records`, from the HTTP `POST /topics/:topic` endpoint;
+ * `acceptsRecords` is true): such a chunk is produced to `chunk.header.topic` as exactly its
+ * records (keys, headers, explicit partitions; records.ts `buildRecordMessages`), through the
+ * same queue, linger, request packing, single in-flight `sendBatch`, transactions, outcomes and
+ * error classification as file chunks. What differs:
+ * - No deduplication: its id is neither looked up in nor added to the committed set, no marker
+ *   is produced for it, and two such chunks with the same id in one flush are both produced.
+ *   Produce-API requests are at-least-once (a client retry produces them again), like the REST
+ *   proxy. In exactly-once mode its records still go in the flush's transaction, so a
+ *   read_committed consumer sees all of a request or none of it.
+ * - An explicit partition is checked against the topic's partition count (admin metadata,
+ *   cached; looked up again, at most every few seconds, when a partition seems out of range):
+ *   a partition the topic does not have is `fatal`, naming the record and the topic's partitions.
+ *
  * Telemetry: ferry_gateway_kafka_* counters (chunks by outcome, records, bytes per topic,
  * duplicates, errors by type, transactions), a produce-latency histogram, one child logger.
  */
@@ -81,14 +95,26 @@ import { Kafka, CompressionTypes, logLevel as KafkaLogLevel } from 'kafkajs';
 import type { Admin, KafkaConfig, Message, Producer, SASLOptions, logCreator } from 'kafkajs';
 import type { Registry } from 'prom-client';
 import type { GatewayConfig } from '../../config.js';
-import type { Sink, SinkChunk, SinkOutcome } from '../sink.js';
+import type { Sink, SinkChunk, SinkOutcome, SinkRecord } from '../sink.js';
 import type { Logger } from '../../../shared/log.js';
 import { Counter, Gauge, Histogram } from '../../../shared/metrics.js';
 import { chunkId } from '../../../shared/chunk/codec.js';
 import { KafkaError, TopicForbiddenError, errorMessage } from '../../../shared/errors.js';
-import { RequestPacker, buildMessages, chunkPartitioner, maxRecordBytes, type ChunkMessages, type PackLimits, type ProduceRequest } from './records.js';
+import {
+  RequestPacker,
+  buildMessages,
+  buildRecordMessages,
+  chunkPartitioner,
+  estimateRecordBytes,
+  maxExplicitPartition,
+  maxRecordBytes,
+  partitionOutOfRange,
+  type ChunkMessages,
+  type PackLimits,
+  type ProduceRequest,
+} from './records.js';
+import { classifyError, errorLabel, errorTypes } from './classify.js';
 import { CommittedLog } from './committed.js';
-import { classifyError, errorLabel } from './classify.js';
 
 /** A chunk for a topic Kafka does not have: refused (never retried as is), like a forbidden one. */
 function unknownTopic(topic: string, cause?: unknown): TopicForbiddenError {
@@ -112,6 +138,8 @@ export interface KafkaSinkOptions {
  * time of a few seconds so a broker outage turns into `retry` outcomes quickly. */
 const PRODUCER_RETRY = { initialRetryTime: 15, maxRetryTime: 1000, retries: 10, factor: 0.2, multiplier: 2 };
 const MISSING_TOPIC_RECHECK_MS = 5000;
+/** How often a topic's partition count is looked up again when a record names a partition past it. */
+const PARTITIONS_RECHECK_MS = 2000;
 
 export function createKafkaSink(config: KafkaSinkConfig, opts: KafkaSinkOptions): KafkaSink {
   return new KafkaSink(config, opts);
@@ -219,6 +247,10 @@ export class KafkaSink implements Sink {
   private lastError: string | undefined;
   private readonly existingTopics = new Set<string>();
   private readonly missingTopics = new Map<string, number>();
+  /** topic -> partition count and when it was looked up (for explicit partitions of records) */
+  private readonly partitionCounts = new Map<string, { count: number; at: number }>();
+  /** The produce API's records (keys, headers, partitions) are implemented. */
+  readonly acceptsRecords = true;
 
   constructor(
     private readonly config: KafkaSinkConfig,
@@ -280,7 +312,7 @@ export class KafkaSink implements Sink {
     const promises = chunks.map(
       (item) =>
         new Promise<SinkOutcome>((resolve) => {
-          const estimate = item.chunk.dataBytes + item.chunk.records.length * 64;
+          const estimate = item.records !== undefined ? estimateRecordBytes(item.records) : item.chunk.dataBytes + item.chunk.records.length * 64;
           this.queue.push({ item, id: chunkId(item.chunk.header.agentId, item.chunk.header.seq), enqueuedAt: now, estimate, resolve });
           this.queuedBytes += estimate;
         }),
@@ -350,8 +382,8 @@ export class KafkaSink implements Sink {
     const label = o.kind === 'ok' ? (o.duplicate ? 'duplicate' : 'ok') : o.kind;
     this.metrics.chunks.inc({ topic, outcome: label });
     if (o.kind === 'ok' && !o.duplicate) {
-      this.metrics.records.inc({ topic }, p.item.chunk.records.length);
-      this.metrics.bytes.inc({ topic }, p.item.chunk.dataBytes);
+      this.metrics.records.inc({ topic }, p.built?.messages.length ?? p.item.chunk.records.length);
+      this.metrics.bytes.inc({ topic }, p.built?.valueBytes ?? p.item.chunk.dataBytes);
     }
     if (o.kind === 'fatal') {
       this.log.error({ chunk: p.id, topic, source: p.item.source, err: o.error.message }, 'chunk refused by Kafka (fatal)');
@@ -366,11 +398,16 @@ export class KafkaSink implements Sink {
   }
 
   private async flush(batch: Pending[]): Promise<void> {
-    // 1. Already committed, or twice in this flush: settle without producing.
+    // 1. Already committed, or twice in this flush: settle without producing. Produce-API
+    // records are not deduplicated (at-least-once): they are always produced.
     const work: Pending[] = [];
     const leaders = new Map<string, Pending>();
     const followers: Array<[Pending, Pending]> = [];
     for (const p of batch) {
+      if (p.item.records !== undefined) {
+        work.push(p);
+        continue;
+      }
       const h = p.item.chunk.header;
       if (this.committed?.set.has(h.agentId, h.seq)) {
         this.metrics.duplicates.inc();
@@ -424,14 +461,22 @@ export class KafkaSink implements Sink {
         });
         continue;
       }
-      p.built ??= buildMessages(p.item.chunk, { headers: this.config.headers, key: this.config.key });
+      const records = p.item.records;
+      if (records !== undefined) {
+        const refused = await this.checkPartitions(topic, records);
+        if (refused !== undefined) {
+          outcomes.set(p, { kind: 'fatal', error: new KafkaError(refused, false) });
+          continue;
+        }
+      }
+      p.built ??= records !== undefined ? buildRecordMessages(records, p.item.chunk.header.readAtMs) : buildMessages(p.item.chunk, { headers: this.config.headers, key: this.config.key });
       const tooBig = p.built.sizes.findIndex((s) => s > maxRecord);
       if (tooBig >= 0) {
-        const r = p.item.chunk.records[tooBig]!;
+        const what = records !== undefined ? `records[${tooBig}]` : `record ${tooBig} (file offset ${p.item.chunk.records[tooBig]!.offset})`;
         outcomes.set(p, {
           kind: 'fatal',
           error: new KafkaError(
-            `record ${tooBig} (file offset ${r.offset}) is ${p.built.sizes[tooBig]} bytes with its headers, over the ${maxRecord} a produce request may hold (kafka.maxBatchBytes ${this.limits.maxBatchBytes})`,
+            `${what} is ${p.built.sizes[tooBig]} bytes with its headers, over the ${maxRecord} a produce request may hold (kafka.maxBatchBytes ${this.limits.maxBatchBytes})`,
             false,
           ),
         });
@@ -440,6 +485,41 @@ export class KafkaSink implements Sink {
       ready.push(p);
     }
     return ready;
+  }
+
+  /**
+   * For produce-API records: a message naming the first record whose explicit partition the
+   * topic does not have, or undefined when all are fine (or none names a partition). A count
+   * that seems too small is looked up again (partitions may have been added), at most every
+   * PARTITIONS_RECHECK_MS per topic. Throws (-> retry) when Kafka cannot be asked.
+   */
+  private async checkPartitions(topic: string, records: readonly SinkRecord[]): Promise<string | undefined> {
+    const max = maxExplicitPartition(records);
+    const invalid = partitionOutOfRange(records, topic, Infinity);
+    if (invalid !== undefined) return invalid.message;
+    if (max < 0) return undefined;
+    let known = this.partitionCounts.get(topic);
+    if (known === undefined || (max >= known.count && Date.now() - known.at >= PARTITIONS_RECHECK_MS)) {
+      const count = await this.fetchPartitionCount(topic);
+      // Unknown topic with auto-creation on: the producer creates it; its partitioner refuses a
+      // partition it lacks (a retry), and the next attempt finds the topic here.
+      if (count === undefined) return undefined;
+      known = { count, at: Date.now() };
+      this.partitionCounts.set(topic, known);
+      if (this.partitionCounts.size > 10_000) this.partitionCounts.clear();
+    }
+    return partitionOutOfRange(records, topic, known.count)?.message;
+  }
+
+  private async fetchPartitionCount(topic: string): Promise<number | undefined> {
+    try {
+      const meta = await this.admin!.fetchTopicMetadata({ topics: [topic] });
+      const t = meta.topics.find((x) => x.name === topic);
+      return t === undefined || t.partitions.length === 0 ? undefined : t.partitions.length;
+    } catch (err) {
+      if (errorTypes(err).includes('UNKNOWN_TOPIC_OR_PARTITION')) return undefined;
+      throw err;
+    }
   }
 
   /** True when the topic exists (or auto-creation is on). Cached; a missing topic is re-checked after a few seconds. */
@@ -520,12 +600,17 @@ export class KafkaSink implements Sink {
       const topic = p.item.chunk.header.topic;
       for (let k = 0; k < built.messages.length; k++) lastRequest[i] = packer.add(topic, built.messages[k]!, built.sizes[k]!);
       records += built.messages.length;
-      if (this.exactlyOnce) {
+      if (this.exactlyOnce && p.item.records === undefined) {
         const marker = this.marker(p);
         lastRequest[i] = packer.add(this.config.committedTopic, marker, 64 + p.id.length + (marker.value as Buffer).length);
       }
     }
     const requests = packer.requests;
+    if (requests.length === 0) {
+      // Nothing to produce (only empty produce-API chunks): nothing Kafka has to acknowledge.
+      for (const p of items) outcomes.set(p, { kind: 'ok', duplicate: false });
+      return;
+    }
     const compression = this.config.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
     const timeout = this.config.requestTimeoutMs;
     const toBatch = (req: ProduceRequest) => ({
@@ -571,7 +656,7 @@ export class KafkaSink implements Sink {
       this.consecutiveFailures = 0;
       this.lastError = undefined;
       for (const p of items) {
-        if (this.committed) this.committed.set.add(p.item.chunk.header.agentId, p.item.chunk.header.seq);
+        if (this.committed && p.item.records === undefined) this.committed.set.add(p.item.chunk.header.agentId, p.item.chunk.header.seq);
         outcomes.set(p, { kind: 'ok', duplicate: false });
       }
       return;
