@@ -4,48 +4,15 @@
 // The gateway's /v1/agents shows the agent from its HTTP heartbeats.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, startKafka, tempDir, waitFor, type KafkaBroker, type KafkaRecordOut, type TempDir } from '../harness/index.js';
+import { freePort, startKafka, tempDir, waitFor, type KafkaBroker, type TempDir } from '../harness/index.js';
 import { keepAlive, spawnTracked, terminate, type Child } from '../harness/process.js';
+import { assertExactlyOnce, writeIdLines } from './lines.js';
 
 const DIST = join(import.meta.dirname, '..', '..');
 const CLI = { agent: join(DIST, 'agent', 'cli.js'), gateway: join(DIST, 'gateway', 'cli.js') };
 const TOPIC = 'e2e-agent-http';
-
-function line(file: string, n: number): string {
-  return `${file} id=${String(n).padStart(7, '0')} ${'y'.repeat(100)}`;
-}
-
-function writeLines(path: string, file: string, from: number, to: number): void {
-  let text = '';
-  for (let n = from; n < to; n++) text += `${line(file, n)}\n`;
-  appendFileSync(path, text);
-}
-
-/** Every expected line exactly once, each file's lines in file order, ferry.* headers present. */
-function assertExactlyOnce(records: KafkaRecordOut[], expected: Map<string, number>): void {
-  const seen = new Map<string, number>();
-  const last = new Map<string, number>();
-  for (const r of records) {
-    const m = /^(\S+) id=(\d+) /.exec(r.value.toString());
-    assert.ok(m, `unexpected record ${r.value.toString().slice(0, 60)}`);
-    const [file, n] = [m[1]!, Number(m[2])];
-    const id = `${file}#${n}`;
-    seen.set(id, (seen.get(id) ?? 0) + 1);
-    assert.equal(r.headers['ferry.agent'], 'agent-http-e2e');
-    assert.ok(r.headers['ferry.offset'] !== undefined && r.headers['ferry.seq'] !== undefined && r.headers['ferry.path'] !== undefined);
-    const prev = last.get(file);
-    assert.ok(prev === undefined || n > prev, `${file}: line ${n} arrived after line ${prev}`);
-    last.set(file, n);
-  }
-  const dups = [...seen].filter(([, c]) => c > 1);
-  assert.deepEqual(dups.slice(0, 5), [], 'no line twice');
-  for (const [file, count] of expected) {
-    for (let n = 0; n < count; n++) assert.ok(seen.has(`${file}#${n}`), `line ${n} of ${file} never arrived`);
-  }
-  assert.equal(records.length, [...expected.values()].reduce((a, b) => a + b, 0));
-}
 
 describe('files -> ferry-agent -> HTTP -> ferry-gateway -> Kafka (real processes)', () => {
   let kafka: KafkaBroker;
@@ -141,7 +108,7 @@ monitor:
     ]);
     const write = (file: string, count: number) => {
       const from = expected.get(file)!;
-      writeLines(join(logs, file), file, from, from + count);
+      writeIdLines(join(logs, file), file, from, from + count);
       expected.set(file, from + count);
     };
     try {
@@ -174,7 +141,7 @@ monitor:
 
       const total = [...expected.values()].reduce((a, b) => a + b, 0);
       const records = await kafka.readAll(TOPIC, { expect: total, isolation: 'read_committed', timeoutMs: 90_000 });
-      assertExactlyOnce(records, expected);
+      assertExactlyOnce(records, expected, 'agent-http-e2e');
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
       e.message += `\n--- gateway ---\n${gateway?.output.text(30) ?? ''}\n--- agent ---\n${agent.output.text(30)}`;

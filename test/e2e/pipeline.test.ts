@@ -5,8 +5,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, createWriteStream, readFileSync, renameSync, writeFileSync, mkdirSync, openSync, closeSync } from 'node:fs';
+import { createWriteStream, readFileSync, renameSync, writeFileSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { assertExactlyOnce, idLine, writeIdLines } from './lines.js';
 import {
   startNats,
   startKafka,
@@ -15,7 +16,6 @@ import {
   freePort,
   type NatsServer,
   type KafkaBroker,
-  type KafkaRecordOut,
   type TempDir,
 } from '../harness/index.js';
 
@@ -61,49 +61,6 @@ async function httpOk(url: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** Line `n` of a file: an id the test can find again in Kafka, padded like a real log line. */
-function line(file: string, n: number): string {
-  return `${file} id=${String(n).padStart(7, '0')} ${'x'.repeat(120)}`;
-}
-
-function writeLines(path: string, file: string, from: number, to: number): void {
-  let text = '';
-  for (let n = from; n < to; n++) text += `${line(file, n)}\n`;
-  appendFileSync(path, text);
-}
-
-/** Asserts every expected id arrived exactly once and each file's lines are in file order. */
-function assertExactlyOnce(records: KafkaRecordOut[], expected: Map<string, number>): void {
-  const seen = new Map<string, number>();
-  const lastOffset = new Map<string, number>();
-  for (const r of records) {
-    const v = r.value.toString();
-    const m = /^(\S+) id=(\d+) /.exec(v);
-    assert.ok(m, `unexpected record value ${v.slice(0, 80)}`);
-    const id = `${m[1]}#${Number(m[2])}`;
-    seen.set(id, (seen.get(id) ?? 0) + 1);
-    for (const h of ['ferry.agent', 'ferry.host', 'ferry.path', 'ferry.offset', 'ferry.seq']) {
-      assert.ok(r.headers[h] !== undefined, `record ${id} lacks header ${h}`);
-    }
-    // A file's lines reach a one-partition topic in file order (per file identity/path).
-    const key = `${m[1]}`;
-    const n = Number(m[2]);
-    const prev = lastOffset.get(key);
-    assert.ok(prev === undefined || n > prev, `${key}: line ${n} arrived after line ${prev}`);
-    lastOffset.set(key, n);
-  }
-  const dups = [...seen].filter(([, c]) => c > 1);
-  assert.equal(dups.length, 0, `duplicated lines: ${dups.slice(0, 5).map(([id, c]) => `${id} x${c}`).join(', ')}`);
-  let total = 0;
-  for (const [file, count] of expected) {
-    for (let n = 0; n < count; n++) {
-      assert.ok(seen.has(`${file}#${n}`), `line ${n} of ${file} never arrived`);
-    }
-    total += count;
-  }
-  assert.equal(records.length, total);
 }
 
 describe('the pipeline files -> agent -> JetStream -> gateway -> Kafka', { timeout: 600_000 }, () => {
@@ -188,12 +145,12 @@ describe('the pipeline files -> agent -> JetStream -> gateway -> Kafka', { timeo
     await kafka.createTopic('e2e-rotate');
     const { config, logs } = agentConfig('agent-rotate', 'e2e-rotate');
     const path = join(logs, 'app.log');
-    writeLines(path, 'app', 0, 3000);
+    writeIdLines(path, 'app', 0, 3000);
     const agent = startAgent(config, 'agent-rotate');
     await waitFor(async () => (await kafka.readAll('e2e-rotate')).length >= 1, 60_000, 'first record in Kafka');
     renameSync(path, join(logs, 'app.log.1'));
-    writeLines(join(logs, 'app.log.1'), 'app', 3000, 3500); // the rotated file still grows for a moment
-    writeLines(path, 'app2', 0, 2000);
+    writeIdLines(join(logs, 'app.log.1'), 'app', 3000, 3500); // the rotated file still grows for a moment
+    writeIdLines(path, 'app2', 0, 2000);
     const records = await kafka.readAll('e2e-rotate', { expect: 5500, timeoutMs: 90_000 });
     assertExactlyOnce(
       records,
@@ -223,7 +180,7 @@ describe('the pipeline files -> agent -> JetStream -> gateway -> Kafka', { timeo
     const writer = (async () => {
       while (written < total) {
         let text = '';
-        for (let i = 0; i < 500; i++) text += `${line('crash', written++)}\n`;
+        for (let i = 0; i < 500; i++) text += `${idLine('crash', written++)}\n`;
         if (!out.write(text)) await new Promise<void>((r) => out.once('drain', () => r()));
         await new Promise<void>((r) => setTimeout(r, 15));
       }
@@ -249,10 +206,10 @@ describe('the pipeline files -> agent -> JetStream -> gateway -> Kafka', { timeo
     const { config, logs } = agentConfig('agent-outage', 'e2e-outage');
     const path = join(logs, 'outage.log');
     const agent = startAgent(config, 'agent-outage');
-    writeLines(path, 'outage', 0, 1000);
+    writeIdLines(path, 'outage', 0, 1000);
     await kafka.readAll('e2e-outage', { expect: 1000, timeoutMs: 60_000 });
     await kafka.stop();
-    writeLines(path, 'outage', 1000, 6000);
+    writeIdLines(path, 'outage', 1000, 6000);
     // The agent ships into JetStream while Kafka is away: its spool empties.
     await waitFor(
       async () => {

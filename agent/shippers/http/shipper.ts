@@ -24,6 +24,7 @@ import type { AgentConfig } from '../../config.js';
 import type { SpooledChunk } from '../../spool/types.js';
 import { ShipFailure, type SendResult, type Shipper, type ShipperHealth, type TransportState } from '../types.js';
 import { transportMetrics, type TransportMetrics } from '../metrics.js';
+import { settleBy } from '../../../shared/async.js';
 
 export type HttpTransportConfig = NonNullable<AgentConfig['transport']['http']>;
 
@@ -259,16 +260,7 @@ export class HttpShipper implements Shipper {
   /** Waits for requests under way until `deadlineMs` (ms since epoch), then closes the sockets. */
   async stop(deadlineMs: number): Promise<void> {
     this.stopping = true;
-    if (this.inflight.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.inflight]),
-        new Promise((r) => {
-          timer = setTimeout(r, Math.max(0, deadlineMs - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
-    }
+    await settleBy(this.inflight, deadlineMs);
     this.agent?.destroy();
     this.agent = undefined;
     this.setState('closed');

@@ -22,6 +22,7 @@ import type { SpooledChunk } from '../../spool/types.js';
 import { ShipFailure, type SendResult, type Shipper, type ShipperHealth, type TransportState } from '../types.js';
 import { transportMetrics, type TransportMetrics } from '../metrics.js';
 import { natsConnectionOptions, type NatsTransportConfig } from './options.js';
+import { settleBy } from '../../../shared/async.js';
 
 export interface NatsShipperOptions {
   config: NatsTransportConfig;
@@ -266,16 +267,7 @@ export class NatsShipper implements Shipper {
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.wakeConnectLoop?.();
-    if (this.inflight.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.inflight]),
-        new Promise((r) => {
-          timer = setTimeout(r, Math.max(0, deadlineMs - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
-    }
+    await settleBy(this.inflight, deadlineMs);
     const nc = this.nc;
     if (nc && !nc.isClosed()) {
       let timer: NodeJS.Timeout | undefined;
