@@ -8,6 +8,9 @@ import type { SinkChunk, SinkOutcome } from '../../gateway/sinks/sink.js';
 import { createRegistry } from '../../shared/metrics.js';
 import { silentLogger } from '../../shared/log.js';
 import { lineOffsets, makeLines, testChunk, type ChunkSpec } from '../unit/gateway/sinks/fixtures.js';
+import { Partitioners, type PartitionMetadata } from 'kafkajs';
+import type { SinkRecord } from '../../gateway/sinks/sink.js';
+import { syntheticChunk } from '../../gateway/inputs/http/produce.js';
 
 let kafka: KafkaBroker;
 const sinks: KafkaSink[] = [];
@@ -206,5 +209,103 @@ describe('Kafka sink, exactly-once', () => {
     const records = await kafka.readAll('eos-outage', { expect: 5 });
     assert.deepEqual(records.map((r) => r.value.toString()), ['before', 'during-2', 'more', 'during-3', 'more']);
     assert.equal(sink.health().ready, true);
+  });
+});
+
+describe('Kafka sink, produce-API records (keys, headers, partitions)', () => {
+  const threePartitions: PartitionMetadata[] = [0, 1, 2].map((partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 1, replicas: [1], isr: [1], offlineReplicas: [] }));
+  /** The partition kafkajs' default partitioner (and a Java producer) picks for a key. */
+  const keyPartition = (key: Buffer): number => Partitioners.DefaultPartitioner()({ topic: 'x', partitionMetadata: threePartitions, message: { key, value: null } });
+  let seq = 1;
+  const recordsItem = (topic: string, records: SinkRecord[], id = seq++): SinkChunk => ({ chunk: syntheticChunk('rest.gw-1', id, 'client', topic, records), source: 'client', records });
+
+  it('produces records with exactly their keys, headers and explicit partitions, alongside file chunks of the same call, in both delivery modes', async () => {
+    for (const delivery of ['exactly-once', 'at-least-once'] as const) {
+      const topic = `rec-${delivery}`;
+      await kafka.createTopic(topic, { partitions: 3 });
+      const sink = await startSink({ delivery, committedTopic: 'committed-rec' });
+      assert.equal(sink.acceptsRecords, true);
+      const userKey = Buffer.from('user-42');
+      const records: SinkRecord[] = [
+        { key: Buffer.from('order-7'), value: Buffer.from('{"n":1}'), headers: { trace: Buffer.from('t-1'), bin: Buffer.from([0, 0xff, 0x80]) }, partition: 2 },
+        { key: userKey, value: Buffer.from('keyed'), headers: { 'content-type': Buffer.from('text/plain') } },
+        { key: null, value: Buffer.from([0xc3, 0x28, 0x00]), partition: 0 },
+        { key: null, value: Buffer.from('unkeyed') },
+      ];
+      const file: ChunkSpec = { agentId: `file-${delivery}`, seq: 1, topic, lines: ['from a file'] };
+      const rest = recordsItem(topic, records);
+      assertOk(await sink.send([rest, item(file)]));
+
+      const got = await kafka.readAll(topic, { expect: 5 });
+      assert.equal(got.length, 5, 'each record once');
+      const byValue = new Map(got.map((r) => [r.value.toString('hex'), r]));
+      const find = (v: Buffer) => {
+        const r = byValue.get(v.toString('hex'));
+        assert.ok(r, `record ${v.toString('hex')} is in Kafka`);
+        return r;
+      };
+      const a = find(records[0]!.value);
+      assert.equal(a.partition, 2);
+      assert.equal(a.key?.toString(), 'order-7');
+      assert.deepEqual(a.rawHeaders, [['trace', Buffer.from('t-1')], ['bin', Buffer.from([0, 0xff, 0x80])]], 'exactly its headers, bytes untouched, nothing added');
+      const b = find(records[1]!.value);
+      assert.equal(b.partition, keyPartition(userKey), 'a keyed record goes where the default partitioner puts its key');
+      assert.deepEqual(b.key, userKey);
+      assert.deepEqual(b.rawHeaders, [['content-type', Buffer.from('text/plain')]]);
+      const c = find(records[2]!.value);
+      assert.equal(c.partition, 0);
+      assert.equal(c.key, null);
+      assert.deepEqual(c.rawHeaders, []);
+      const d = find(records[3]!.value);
+      assert.equal(d.key, null);
+      assert.deepEqual(d.rawHeaders, []);
+      const f = find(Buffer.from('from a file'));
+      assert.equal(f.headers['ferry.agent'], `file-${delivery}`, 'file chunks keep their ferry headers');
+
+      if (delivery === 'exactly-once') {
+        const h = rest.chunk.header;
+        assert.equal(sink.isCommitted(h.agentId, h.seq), false, 'records are not added to the committed set');
+        assert.equal(sink.isCommitted(file.agentId!, 1), true);
+        const markers = await kafka.readAll('committed-rec', { expect: 1 });
+        assert.deepEqual(markers.map((m) => m.key?.toString()), [`file-${delivery}/1`], 'a marker for the file chunk only');
+        // Not deduplicated: the same request sent again is produced again (at-least-once).
+        assertOk(await sink.send([recordsItem(topic, records, h.seq)]));
+        assert.equal((await kafka.readAll(topic, { expect: 9 })).length, 9);
+      }
+    }
+  });
+
+  it('refuses a partition the topic does not have as fatal, producing nothing of that request, and accepts it once the partition exists', async () => {
+    const topic = 'rec-range';
+    await kafka.createTopic(topic, { partitions: 2 });
+    const sink = await startSink({ committedTopic: 'committed-rec-range' });
+    const bad: SinkRecord[] = [
+      { key: null, value: Buffer.from('fine'), partition: 1 },
+      { key: null, value: Buffer.from('too far'), partition: 2 },
+    ];
+    const [good, refused] = await sink.send([recordsItem(topic, [{ key: Buffer.from('k'), value: Buffer.from('good') }]), recordsItem(topic, bad)]);
+    assert.deepEqual(good, { kind: 'ok', duplicate: false });
+    assert.equal(refused?.kind, 'fatal');
+    assert.equal(refused.kind === 'fatal' ? refused.error.message : '', 'records[1].partition 2 is out of range: topic "rec-range" has 2 partitions (0-1)');
+    assert.deepEqual((await kafka.readAll(topic, { expect: 1 })).map((r) => r.value.toString()), ['good']);
+
+    // Partitions added later are seen (the count is looked up again).
+    const admin = kafka.client().admin();
+    await admin.connect();
+    try {
+      await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] });
+    } finally {
+      await admin.disconnect();
+    }
+    await waitFor(
+      async () => (await sink.send([recordsItem(topic, bad)]))[0]?.kind === 'ok',
+      30_000,
+      'the sink to accept partition 2 after the topic grew to 3 partitions',
+    );
+    const got = await kafka.readAll(topic, { expect: 3 });
+    assert.deepEqual(
+      got.filter((r) => r.value.toString() !== 'good').map((r) => [r.value.toString(), r.partition]),
+      [['fine', 1], ['too far', 2]],
+    );
   });
 });
