@@ -13,6 +13,7 @@ import { HttpInput } from '../../gateway/inputs/http/input.js';
 import { createKafkaSink } from '../../gateway/sinks/kafka/sink.js';
 import type { Sink } from '../../gateway/sinks/sink.js';
 import { startKafka, waitFor, type KafkaBroker } from '../harness/index.js';
+import { Partitioners } from 'kafkajs';
 import { makeChunk } from '../unit/gateway/http/fixtures.js';
 
 describe('HTTP input -> Kafka sink -> real Kafka', () => {
@@ -119,6 +120,73 @@ describe('HTTP input -> Kafka sink -> real Kafka', () => {
     const records = await kafka.readAll('http-events', { expect: 5, isolation: 'read_committed' });
     const values = records.map((r) => r.value.toString());
     assert.deepEqual(values.slice(-2), ['{"event":"signup","n":1}', '"plain"']);
+  });
+
+  it('produces REST-proxy records with exactly their keys, headers and partitions in both delivery modes, and refuses a partition the topic lacks with 422', async () => {
+    // The file's sink is exactly-once (the default); a second gateway input runs at-least-once.
+    const registry = createRegistry({ defaultMetrics: false });
+    const log = silentLogger();
+    const aloConfig = gatewayConfigSchema.parse({
+      id: 'gw-http-alo',
+      kafka: { brokers: kafka.brokers, lingerMs: 5, delivery: 'at-least-once' },
+      http: { listen: '127.0.0.1:0', tokens: [{ token: TOKEN, name: 'it', allowTopics: ['http-*'] }] },
+    });
+    const aloSink = createKafkaSink(aloConfig.kafka, { gatewayId: aloConfig.id, log, registry });
+    await aloSink.start();
+    const aloInput = new HttpInput({ config: aloConfig.http!, sink: aloSink, agents: new AgentRegistry({ heartbeatIntervalMs: 5000, forgetAfterMs: 60_000, maxAgents: 10, log, registry }), log, registry, gatewayId: aloConfig.id });
+    const aloBase = `http://${await aloInput.start()}`;
+    const partitionMetadata = [0, 1, 2].map((partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 1, replicas: [1], isr: [1], offlineReplicas: [] }));
+    const keyPartition = (key: Buffer): number => Partitioners.DefaultPartitioner()({ topic: 'x', partitionMetadata, message: { key, value: null } });
+    const produce = (url: string, body: unknown) =>
+      fetch(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/vnd.kafka.json.v2+json', authorization: `Bearer ${TOKEN}` } });
+    try {
+      for (const [mode, url] of [['eos', base], ['alo', aloBase]] as const) {
+        const topic = `http-keyed-${mode}`;
+        await kafka.createTopic(topic, { partitions: 3 });
+        const res = await produce(`${url}/topics/${topic}`, {
+          records: [
+            { key: 'order-7', value: { n: 1 }, headers: { trace: 't-1', 'x-mode': mode }, partition: 2 },
+            { key: { user: 42 }, value: 'keyed', headers: [{ name: 'h', value: 'v' }] },
+            { value: 'plain' },
+          ],
+        });
+        assert.equal(res.status, 200, await res.clone().text());
+        assert.deepEqual(((await res.json()) as { offsets: Array<{ partition: number | null }> }).offsets.map((o) => o.partition), [2, null, null]);
+        const got = await kafka.readAll(topic, { expect: 3 });
+        assert.equal(got.length, 3, `${mode}: each record once`);
+        const byValue = new Map(got.map((r) => [r.value.toString(), r]));
+        const a = byValue.get('{"n":1}');
+        assert.ok(a, `${mode}: the first record is in Kafka`);
+        assert.equal(a.partition, 2);
+        assert.equal(a.key?.toString(), '"order-7"', 'the json format writes the key as its JSON text');
+        assert.deepEqual(a.rawHeaders.map(([k, v]) => [k, v.toString()]), [['trace', 't-1'], ['x-mode', mode]], 'exactly its headers, no ferry.*');
+        const b = byValue.get('"keyed"');
+        assert.ok(b, `${mode}: the keyed record is in Kafka`);
+        assert.equal(b.key?.toString(), '{"user":42}');
+        assert.equal(b.partition, keyPartition(Buffer.from('{"user":42}')), 'partitioned by its key');
+        assert.deepEqual(b.rawHeaders.map(([k, v]) => [k, v.toString()]), [['h', 'v']]);
+        const c = byValue.get('"plain"');
+        assert.ok(c, `${mode}: the plain record is in Kafka`);
+        assert.equal(c.key, null);
+        assert.deepEqual(c.rawHeaders, []);
+
+        // A partition the topic lacks: refused (4xx), in the body and in the path; nothing produced.
+        const far = await produce(`${url}/topics/${topic}`, { records: [{ value: 'ok' }, { value: 'far', partition: 3 }] });
+        assert.equal(far.status, 422, await far.clone().text());
+        assert.match(((await far.json()) as { error: { message: string } }).error.message, /records\[1\]\.partition 3 is out of range: topic "http-keyed-[a-z]+" has 3 partitions \(0-2\)/);
+        const farPath = await produce(`${url}/topics/${topic}/partitions/9`, { records: [{ value: 'far' }] });
+        assert.equal(farPath.status, 422, await farPath.clone().text());
+        await farPath.arrayBuffer();
+        const last = await produce(`${url}/topics/${topic}`, { records: [{ value: 'last', partition: 0 }] });
+        assert.equal(last.status, 200);
+        await last.arrayBuffer();
+        const all = await kafka.readAll(topic, { expect: 4 });
+        assert.deepEqual(all.map((r) => r.value.toString()).filter((v) => v === '"ok"' || v === '"far"'), [], `${mode}: nothing of a refused request reached Kafka`);
+      }
+    } finally {
+      await aloInput.stop(Date.now() + 5000);
+      await aloSink.stop(Date.now() + 5000);
+    }
   });
 
   it('answers 503 with Retry-After while Kafka is down, and 200 for the same chunk once it is back', async () => {
