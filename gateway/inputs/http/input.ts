@@ -11,21 +11,12 @@
 import type { FastifyInstance } from 'fastify';
 import { parseListen } from '../../../shared/config/index.js';
 import type { Logger } from '../../../shared/log.js';
-import type { Registry } from '../../../shared/metrics.js';
-import type { AgentRegistry } from '../../agents.js';
-import type { Sink } from '../../sinks/sink.js';
-import { buildHttpApp, httpContextOf, newDrainState } from './app.js';
+import { buildHttpApp, httpContextOf, newDrainState, type HttpAppOptions } from './app.js';
 import { TokenAuth } from './auth.js';
 import type { DrainState, HttpConfig } from './context.js';
 
-export interface HttpInputOptions {
-  config: HttpConfig;
-  sink: Sink;
-  agents: AgentRegistry;
-  log: Logger;
-  registry: Registry;
-  gatewayId?: string;
-}
+/** What buildHttpApp takes, less the drain state, which the input owns. */
+export type HttpInputOptions = Omit<HttpAppOptions, 'state'>;
 
 export class HttpInput {
   readonly app: FastifyInstance;
