@@ -92,7 +92,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Kafka, CompressionTypes, logLevel as KafkaLogLevel } from 'kafkajs';
-import type { Admin, KafkaConfig, Message, Producer, SASLOptions, logCreator } from 'kafkajs';
+import type { Admin, KafkaConfig, Message, Producer, SASLOptions, Transaction, logCreator } from 'kafkajs';
 import type { Registry } from 'prom-client';
 import type { GatewayConfig } from '../../config.js';
 import type { Sink, SinkChunk, SinkOutcome, SinkRecord } from '../sink.js';
@@ -237,6 +237,8 @@ export class KafkaSink implements Sink {
   private admin: Admin | undefined;
   private committed: CommittedLog | undefined;
   private producer: Producer | undefined;
+  /** exactly-once: the transaction of the flush under way, aborted by stop() if cut off */
+  private openTxn: Transaction | undefined;
   private state: State = 'new';
   private queue: Pending[] = [];
   private queuedBytes = 0;
@@ -271,6 +273,10 @@ export class KafkaSink implements Sink {
     try {
       this.admin = this.kafka.admin({ retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 5 } });
       await this.admin.connect();
+      // Exactly-once: the producer first, because creating it fences this gateway's previous
+      // producer and ends (aborts) a transaction it left open; reading the committed topic to
+      // its end before that would wait for the broker's transaction timeout (LSO stuck).
+      await this.ensureProducer();
       if (this.exactlyOnce) {
         this.committed = new CommittedLog({
           kafka: this.kafka,
@@ -285,7 +291,6 @@ export class KafkaSink implements Sink {
         await this.committed.start();
         this.metrics.committedIds.set(this.committed.set.size);
       }
-      await this.ensureProducer();
     } catch (err) {
       await this.closeClients();
       this.state = 'stopped';
@@ -542,6 +547,7 @@ export class KafkaSink implements Sink {
 
   private async ensureProducer(): Promise<Producer> {
     if (this.producer) return this.producer;
+    if (this.state === 'stopped') throw new KafkaError('the Kafka sink is stopped', true);
     const transactionalId = this.transactionalId();
     const producer = this.kafka!.producer({
       idempotent: true,
@@ -553,6 +559,15 @@ export class KafkaSink implements Sink {
     });
     try {
       await producer.connect();
+      if (transactionalId) {
+        // kafkajs' connect() initialises a plain idempotent producer id; only the first
+        // transaction() sends InitProducerId with the transactional id, which fences the previous
+        // producer of this id and aborts the transaction it may have left open (a lost EndTxn, a
+        // gateway killed mid-flush). Do it now, with an empty transaction, so that no open
+        // transaction of ours holds the last stable offset while the committed topic is read.
+        const fence = await producer.transaction();
+        await fence.abort();
+      }
       // A commit whose answer was lost may have succeeded: know its markers before trying again.
       if (this.committed) await this.committed.catchUp();
     } catch (err) {
@@ -624,9 +639,10 @@ export class KafkaSink implements Sink {
     let failedAt = -1;
     let error: unknown;
     if (this.exactlyOnce) {
-      let txn: Awaited<ReturnType<Producer['transaction']>> | undefined;
+      let txn: Transaction | undefined;
       try {
         txn = await producer.transaction();
+        this.openTxn = txn;
         for (const req of requests) await txn.sendBatch(toBatch(req));
         await txn.commit();
         this.metrics.transactions.inc({ result: 'committed' });
@@ -635,6 +651,8 @@ export class KafkaSink implements Sink {
         error = err;
         this.metrics.transactions.inc({ result: 'aborted' });
         if (txn?.isActive()) await txn.abort().catch(() => undefined);
+      } finally {
+        this.openTxn = undefined;
       }
     } else {
       for (const [k, req] of requests.entries()) {
@@ -758,6 +776,12 @@ export class KafkaSink implements Sink {
   }
 
   private async closeClients(): Promise<void> {
+    // A flush cut off by the stop deadline: abort its transaction rather than leave it open
+    // until the broker times it out (read_committed consumers would wait that long).
+    const txn = this.openTxn;
+    if (txn?.isActive()) {
+      await Promise.race([txn.abort().catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
+    }
     await this.dropProducer();
     await this.committed?.stop().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
