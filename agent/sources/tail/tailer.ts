@@ -354,7 +354,10 @@ export class Tailer {
     const inp = this.inputs[f.input];
     if (!inp) return false;
     const idle = now - f.lastGrowthMs;
-    return idle >= inp.cfg.partialLineFlushMs || (inp.multilineTimeoutMs !== undefined && idle >= inp.multilineTimeoutMs);
+    // A rotated (detached) file keeps its partial last line until release() flushes it: its
+    // partial-line deadline must not make the loop check it again and again meanwhile.
+    const partialDue = !f.detached && idle >= inp.cfg.partialLineFlushMs;
+    return partialDue || (inp.multilineTimeoutMs !== undefined && idle >= inp.multilineTimeoutMs);
   }
 
   /** How long the loop may sleep: until the next poll, scan, chunk deadline or flush deadline. */
@@ -371,7 +374,7 @@ export class Tailer {
       if (f.readPos < f.size) {
         const inp = this.inputs[f.input];
         if (inp) {
-          at = Math.min(at, f.lastGrowthMs + inp.cfg.partialLineFlushMs);
+          if (!f.detached) at = Math.min(at, f.lastGrowthMs + inp.cfg.partialLineFlushMs);
           if (inp.multilineTimeoutMs !== undefined) at = Math.min(at, f.lastGrowthMs + inp.multilineTimeoutMs);
         }
       }
@@ -444,6 +447,9 @@ export class Tailer {
         this.noteError(err, 'glob scan failed');
         continue;
       }
+      // The first scan of an input (startAt: end) ends only when every file it found is
+      // tracked: a file it could not open now must still start at its end when it is opened.
+      let allTracked = true;
       for (const path of paths) {
         if (this.stopping) return;
         if (this.byPath.has(path)) continue;
@@ -470,12 +476,13 @@ export class Tailer {
           continue;
         }
         try {
-          await this.track(path, key, inp, firstScan);
+          if ((await this.track(path, key, inp, firstScan)) === undefined) allTracked = false;
         } catch (err) {
+          allTracked = false;
           this.noteError(err, 'cannot open file', path);
         }
       }
-      if (firstScan) this.spool.setMeta(inp.seenKey, String(this.now()));
+      if (firstScan && allTracked) this.spool.setMeta(inp.seenKey, String(this.now()));
     }
     this.m.files.set(this.files.size);
   }
