@@ -270,16 +270,13 @@ export class NatsShipper implements Shipper {
     await settleBy(this.inflight, deadlineMs);
     const nc = this.nc;
     if (nc && !nc.isClosed()) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        nc.close().catch((err: unknown) => this.log.warn({ err }, 'closing the NATS connection failed')),
-        new Promise((r) => {
-          timer = setTimeout(r, Math.max(100, deadlineMs - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
+      const closing = nc.close().catch((err: unknown) => this.log.warn({ err }, 'closing the NATS connection failed'));
+      await settleBy([closing], Math.max(Date.now() + 100, deadlineMs));
     }
-    await this.loop;
+    // The connect loop may be inside a connect attempt: wait for it only until the deadline.
+    if (this.loop && !(await settleBy([this.loop], Math.max(Date.now() + 100, deadlineMs)))) {
+      this.log.warn('the NATS connect loop did not end before the stop deadline');
+    }
     this.setState('closed');
   }
 }
