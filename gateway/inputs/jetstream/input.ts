@@ -201,6 +201,9 @@ export class JetStreamInput {
         }
       },
     });
+    // The server registers the subscription asynchronously: a round trip makes sure it has,
+    // so start() resolves with heartbeats already being received.
+    await nc.flush();
     const every = Math.max(500, Math.floor(c.ackWaitMs / 3));
     this.workingTimer = setInterval(() => this.keepHeldAlive(), every);
     this.workingTimer.unref();
