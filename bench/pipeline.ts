@@ -35,7 +35,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Admin } from 'kafkajs';
-import { startKafka, startNats, tempDir, waitFor, freePort, type KafkaBroker, type TempDir } from '../test/harness/index.js';
+import { startKafka, startNats, tempDir, waitFor, freePort, httpOk, type KafkaBroker, type TempDir } from '../test/harness/index.js';
 import { spawnTracked, terminate, which, type Child } from '../test/harness/process.js';
 import { stableEndOffset, verifyTopic, type Verification } from './lib/kafka.js';
 import { formatProfile, summariseCpuProfile } from './lib/profile.js';
@@ -304,15 +304,6 @@ interface Measured {
   notes?: string;
   /** `--profile`: where the agent's and gateway's CPU went. */
   profiles?: string;
-}
-
-async function httpOk(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-    return res.ok;
-  } catch {
-    return false;
-  }
 }
 
 /** Sums of every sample of `metric` (all labels) in a Prometheus text page. */

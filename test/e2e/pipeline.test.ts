@@ -12,6 +12,7 @@ import {
   startNats,
   startKafka,
   waitFor,
+  httpOk,
   tempDir,
   freePort,
   type NatsServer,
@@ -52,15 +53,6 @@ async function stopProc(p: Proc | undefined, signal: NodeJS.Signals = 'SIGTERM')
   if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return p?.child.exitCode ?? null;
   p.child.kill(signal);
   return p.exited;
-}
-
-async function httpOk(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-    return res.ok;
-  } catch {
-    return false;
-  }
 }
 
 describe('the pipeline files -> agent -> JetStream -> gateway -> Kafka', { timeout: 600_000 }, () => {

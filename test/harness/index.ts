@@ -14,7 +14,7 @@ export {
   type ReadAllOptions,
   type CreateTopicOptions,
 } from './kafka.js';
-export { waitFor, type WaitForOptions } from './wait.js';
+export { waitFor, httpOk, type WaitForOptions } from './wait.js';
 export { tempDir, type TempDir } from './temp.js';
 export { freePort } from './process.js';
 export { findNatsServer, findKafkaLibs, findJava, ferryCache, NATS_SERVER_VERSION, KAFKA_VERSION } from './locate.js';

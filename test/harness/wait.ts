@@ -54,3 +54,13 @@ export async function waitFor<T>(
     interval = Math.min(maxInterval, Math.ceil(interval * 1.5));
   }
 }
+
+/** True when `url` answers 2xx within 2 s; false on any other answer or error (for readiness polls). */
+export async function httpOk(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
