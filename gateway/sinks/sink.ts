@@ -13,8 +13,15 @@ export type SinkOutcome =
   | { kind: 'ok'; duplicate: boolean }
   /** transient: Kafka unavailable, timeout, not enough replicas; try again later */
   | { kind: 'retry'; error: Error; retryAfterMs?: number }
-  /** permanent for this chunk: forbidden or unknown topic, record too large; never retry as is */
-  | { kind: 'fatal'; error: Error };
+  /**
+   * refused; never retry as is. `fault` says whose fault it is:
+   * - `chunk`: the chunk itself can never be produced (a record over the broker's limit, a
+   *   partition the topic lacks): dead-letter it (kept, replayable) or answer 4xx;
+   * - `setting`: something outside the chunk refuses it (topic missing while auto-creation is
+   *   off, authorization refused): it succeeds once an operator fixes that, so an input holds it
+   *   and tries again, visibly (readiness, metric, log); it is never dead-lettered.
+   */
+  | { kind: 'fatal'; error: Error; fault: 'chunk' | 'setting' };
 
 /** A record that does not come from a file line: the HTTP produce API (REST-proxy shape). */
 export interface SinkRecord {
@@ -50,6 +57,13 @@ export interface Sink {
   /** Flushes in-flight work and disconnects within the deadline (ms since epoch). */
   stop(deadlineMs: number): Promise<void>;
   health(): { ready: boolean; detail: string };
+  /**
+   * Aborts the open transaction (if any) and settles every pending `send()` as `retry`; resolves
+   * once none of those chunks can still be committed by this sink. An input calls it before it
+   * gives unfinished messages back (nak) at its stop deadline, so another gateway cannot commit
+   * them a second time. Optional: a sink without transactions has nothing to abort.
+   */
+  abortInFlight?(): Promise<void>;
   /** True when the sink implements `SinkChunk.records` (keys, headers, partitions as given). */
   readonly acceptsRecords?: boolean;
 }

@@ -462,6 +462,7 @@ export class KafkaSink implements Sink {
       if (!exists) {
         outcomes.set(p, {
           kind: 'fatal',
+          fault: 'setting',
           error: unknownTopic(topic),
         });
         continue;
@@ -470,7 +471,7 @@ export class KafkaSink implements Sink {
       if (records !== undefined) {
         const refused = await this.checkPartitions(topic, records);
         if (refused !== undefined) {
-          outcomes.set(p, { kind: 'fatal', error: new KafkaError(refused, false) });
+          outcomes.set(p, { kind: 'fatal', fault: 'chunk', error: new KafkaError(refused, false) });
           continue;
         }
       }
@@ -480,6 +481,7 @@ export class KafkaSink implements Sink {
         const what = records !== undefined ? `records[${tooBig}]` : `record ${tooBig} (file offset ${p.item.chunk.records[tooBig]!.offset})`;
         outcomes.set(p, {
           kind: 'fatal',
+          fault: 'chunk',
           error: new KafkaError(
             `${what} is ${p.built.sizes[tooBig]} bytes with its headers, over the ${maxRecord} a produce request may hold (kafka.maxBatchBytes ${this.limits.maxBatchBytes})`,
             false,
@@ -723,14 +725,14 @@ export class KafkaSink implements Sink {
   private async decideRefused(p: Pending, cls: 'topic' | 'too-large', error: unknown): Promise<SinkOutcome> {
     const topic = p.item.chunk.header.topic;
     if (cls === 'too-large') {
-      return { kind: 'fatal', error: new KafkaError(`Kafka refused chunk ${p.id} as too large (${errorLabel(error)}): raise the broker's message.max.bytes or lower kafka.maxBatchBytes`, false, { cause: error }) };
+      return { kind: 'fatal', fault: 'chunk', error: new KafkaError(`Kafka refused chunk ${p.id} as too large (${errorLabel(error)}): raise the broker's message.max.bytes or lower kafka.maxBatchBytes`, false, { cause: error }) };
     }
     if (errorLabel(error) === 'TOPIC_AUTHORIZATION_FAILED') {
-      return { kind: 'fatal', error: new KafkaError(`Kafka refused writes to topic "${topic}" (TOPIC_AUTHORIZATION_FAILED)`, false, { cause: error }) };
+      return { kind: 'fatal', fault: 'setting', error: new KafkaError(`Kafka refused writes to topic "${topic}" (TOPIC_AUTHORIZATION_FAILED)`, false, { cause: error }) };
     }
     try {
       if (!(await this.topicExists(topic, true))) {
-        return { kind: 'fatal', error: unknownTopic(topic, error) };
+        return { kind: 'fatal', fault: 'setting', error: unknownTopic(topic, error) };
       }
     } catch (err) {
       return this.retryOutcome(err);

@@ -195,14 +195,14 @@ describe('POST /v1/chunks', () => {
 
   it('answers 403 when the sink refuses the topic, and 422 for another permanent refusal', async () => {
     const { app, sink } = build();
-    sink.outcome = (c) => ({ kind: 'fatal', error: new TopicForbiddenError(c.chunk.header.topic) });
+    sink.outcome = (c) => ({ kind: 'fatal', fault: 'setting', error: new TopicForbiddenError(c.chunk.header.topic) });
     const res = await post(app, makeChunk(['a']));
     assert.equal(res.statusCode, 403);
     assert.equal(errorOf(res).code, 'FERRY_TOPIC_FORBIDDEN');
     const unknown = Object.assign(new KafkaError('This server does not host this topic-partition', false), { type: 'UNKNOWN_TOPIC_OR_PARTITION' });
-    sink.outcome = () => ({ kind: 'fatal', error: unknown });
+    sink.outcome = () => ({ kind: 'fatal', fault: 'chunk', error: unknown });
     assert.equal((await post(app, makeChunk(['a'], { seq: 2 }))).statusCode, 403);
-    sink.outcome = () => ({ kind: 'fatal', error: new KafkaError('something permanent', false) });
+    sink.outcome = () => ({ kind: 'fatal', fault: 'chunk', error: new KafkaError('something permanent', false) });
     const other = await post(app, makeChunk(['a'], { seq: 3 }));
     assert.equal(other.statusCode, 422);
     assert.equal(errorOf(other).code, 'FERRY_RECORD_REFUSED');

@@ -182,7 +182,7 @@ describe('JetStreamInput', () => {
   it('dead-letters a chunk the sink answers fatal, and acks the others of the batch', async () => {
     const config = natsConfig();
     const sink = new FakeSink();
-    sink.decide = (c) => (c.chunk.header.seq === 2 ? { kind: 'fatal', error: new KafkaError('topic gone', false) } : { kind: 'ok', duplicate: false });
+    sink.decide = (c) => (c.chunk.header.seq === 2 ? { kind: 'fatal', fault: 'chunk', error: new KafkaError('topic gone', false) } : { kind: 'ok', duplicate: false });
     await startInput(config, sink);
     for (let s = 1; s <= 3; s++) await publish(config, s);
     await waitFor(async () => (await deadLetters(config)).length === 1, 10_000, 'one dead letter');
