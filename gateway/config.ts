@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { bytes, ms, listenAddress, logLevel, tlsFiles, loadConfigFile } from '../shared/config/index.js';
+import { MAX_AGE_MS, bytes, ms, listenAddress, logLevel, tlsFiles, loadConfigFile } from '../shared/config/index.js';
 
 export const HEADER_NAMES = ['agent', 'host', 'path', 'offset', 'seq'] as const;
 
@@ -28,7 +28,7 @@ const kafka = z.strictObject({
   sasl: sasl.optional(),
   transactionalIdPrefix: z.string().default('ferry-gateway').describe('exactly-once: transactional.id is <prefix>-<gateway id>'),
   committedTopic: z.string().default('ferry.committed-chunks').describe('exactly-once: compacted topic holding the committed agentId/seq set'),
-  committedRetentionMs: ms().default(7 * 24 * 3600 * 1000).describe('exactly-once: how long a committed chunk id is remembered'),
+  committedRetentionMs: ms({ max: MAX_AGE_MS }).default(7 * 24 * 3600 * 1000).describe('exactly-once: how long a committed chunk id is remembered'),
   maxBatchBytes: bytes({ min: 1024 }).default(900 * 1024).describe('a produce request holds at most this many bytes (keep under the broker message.max.bytes)'),
   maxBatchRecords: z.number().int().min(1).default(10000),
   maxFlushBytes: bytes({ min: 1024 }).default(8 * 1024 * 1024).describe('one flush (one transaction in exactly-once mode) holds at most this many bytes of chunks, sent as several produce requests of maxBatchBytes'),
@@ -44,14 +44,14 @@ const nats = z.strictObject({
   stream: z.string().default('FERRY_CHUNKS'),
   consumer: z.string().default('ferry-gateway').describe('durable pull consumer shared by all gateways'),
   maxBytes: bytes().or(z.literal(-1)).default(-1).describe('stream size limit (-1: unlimited)'),
-  maxAgeMs: ms().default(0).describe('stream message age limit (0: unlimited)'),
-  duplicateWindowMs: ms({ min: 1000 }).default(120000),
+  maxAgeMs: ms({ max: MAX_AGE_MS }).default(0).describe('stream message age limit (0: unlimited)'),
+  duplicateWindowMs: ms({ min: 1000, max: MAX_AGE_MS }).default(120000),
   fetchBatch: z.number().int().min(1).max(10000).default(256).describe('messages fetched per pull'),
   maxAckPending: z.number().int().min(1).default(4096),
   ackWaitMs: ms({ min: 1000 }).default(30000),
   deadLetterSubject: z.string().default('ferry.dead').describe('malformed chunks are republished here, then terminated'),
   deadLetterStream: z.string().default('FERRY_DEAD').describe('JetStream stream created to keep what is published to deadLetterSubject (file storage)'),
-  deadLetterMaxAgeMs: ms().default(30 * 24 * 3600 * 1000).describe('how long dead-lettered chunks are kept (0: forever)'),
+  deadLetterMaxAgeMs: ms({ max: MAX_AGE_MS }).default(30 * 24 * 3600 * 1000).describe('how long dead-lettered chunks are kept (0: forever)'),
   allowTopics: topicPatterns.default(['*']).describe('topics chunks arriving over NATS may target'),
   user: z.string().optional(),
   pass: z.string().optional(),
@@ -93,7 +93,7 @@ export const gatewayConfigSchema = z
         agentHeartbeatIntervalMs: ms({ min: 100 })
           .default(5000)
           .describe("agents' heartbeat interval, assumed until an agent's own interval is observed; an agent is connected while seen within 3 intervals"),
-        agentForgetAfterMs: ms({ min: 1000 }).default(24 * 3600 * 1000).describe('an agent not heard from for this long is dropped from /v1/agents'),
+        agentForgetAfterMs: ms({ min: 1000, max: MAX_AGE_MS }).default(24 * 3600 * 1000).describe('an agent not heard from for this long is dropped from /v1/agents'),
         maxAgents: z.number().int().min(1).default(100000).describe('at most this many agents are tracked; the longest silent one is dropped first'),
       })
       .default({ listen: '0.0.0.0:9465', agentHeartbeatIntervalMs: 5000, agentForgetAfterMs: 24 * 3600 * 1000, maxAgents: 100000 }),

@@ -46,13 +46,24 @@ export function bytes(opts: { min?: number; max?: number } = {}) {
   });
 }
 
-/** Milliseconds, a non-negative integer. */
+/** The longest delay Node's timers take (2^31-1 ms, about 24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Upper bound for durations that are never timers (retentions, stream ages): `ms({ max: MAX_AGE_MS })`. */
+export const MAX_AGE_MS = 365 * 24 * 3600 * 1000;
+
+/**
+ * Milliseconds, a non-negative integer, at most MAX_TIMER_MS unless `max` says otherwise: every
+ * duration may end up in a setTimeout, so only keys that are never timers (Kafka retention,
+ * JetStream ages, comparisons with a clock) pass a larger `max`.
+ */
 export function ms(opts: { min?: number; max?: number } = {}) {
+  const max = opts.max ?? MAX_TIMER_MS;
+  const why = max === MAX_TIMER_MS ? ' (about 24.8 days: the longest a timer can wait)' : '';
   return z
     .number()
     .int()
     .min(opts.min ?? 0)
-    .max(opts.max ?? 365 * 24 * 3600 * 1000);
+    .max(max, { message: `must be at most ${max} ms${why}` });
 }
 
 /** `host:port` to listen on; port 0 picks a free one. */
