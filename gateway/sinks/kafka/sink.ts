@@ -15,6 +15,9 @@
  * - `retry` for anything transient (broker down, timeouts, leader moves, NOT_ENOUGH_REPLICAS,
  *   unknown errors): the producer is then dropped and recreated on the next flush, because a
  *   kafkajs producer can be left unusable by an error (and a transactional one must be fenced).
+ *   Every chunk still queued when a flush ends with a `retry` is answered `retry` as well (not
+ *   produced), so a later flush never commits a file's next chunks ahead of the failed ones: the
+ *   input sends them all again, in order.
  * - `fatal` for a chunk Kafka will never take as it is: its topic does not exist while
  *   `allowAutoTopicCreation` is off (checked with the admin client once per topic and cached;
  *   a missing topic is looked up again after a few seconds), its topic is refused
@@ -131,6 +134,8 @@ export interface KafkaSinkOptions {
   gatewayId: string;
   log: Logger;
   registry: Registry;
+  /** Makes the kafkajs client (default `new Kafka(config)`); unit tests pass a fake. */
+  createClient?: (config: KafkaConfig) => Kafka;
 }
 
 /** kafkajs retry settings for the producer: short first backoff (CONCURRENT_TRANSACTIONS right
@@ -269,7 +274,8 @@ export class KafkaSink implements Sink {
     if (this.state !== 'new') throw new KafkaError(`the Kafka sink cannot start: it is ${this.state}`, false);
     this.state = 'starting';
     const c = this.config;
-    this.kafka = new Kafka(kafkaClientConfig(c, this.log));
+    const clientConfig = kafkaClientConfig(c, this.log);
+    this.kafka = this.opts.createClient ? this.opts.createClient(clientConfig) : new Kafka(clientConfig);
     try {
       this.admin = this.kafka.admin({ retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 5 } });
       await this.admin.connect();
@@ -376,6 +382,7 @@ export class KafkaSink implements Sink {
         this.log.error({ err }, 'unexpected error in the Kafka sink flush');
         const error = new KafkaError(`unexpected error in the Kafka sink: ${errorMessage(err)}`, true, { cause: err });
         for (const p of batch) p.resolve({ kind: 'retry', error, retryAfterMs: 1000 });
+        this.failQueued({ kind: 'retry', error, retryAfterMs: 1000 });
       } finally {
         this.flushing = false;
       }
@@ -394,6 +401,14 @@ export class KafkaSink implements Sink {
       this.log.error({ chunk: p.id, topic, source: p.item.source, err: o.error.message }, 'chunk refused by Kafka (fatal)');
     }
     p.resolve(o);
+  }
+
+  /** Answers every queued chunk with `o` (a retry), emptying the queue. Returns how many. */
+  private failQueued(o: SinkOutcome): number {
+    const rest = this.queue.splice(0);
+    this.queuedBytes = 0;
+    for (const p of rest) this.settle(p, o);
+    return rest.length;
   }
 
   private retryOutcome(err: unknown): SinkOutcome {
@@ -439,6 +454,11 @@ export class KafkaSink implements Sink {
     }
     // 3. Produce.
     if (ready.length > 0) await this.produce(ready, outcomes, true);
+    // 4. A chunk answered retry comes back later: nothing queued behind it may be produced
+    // first (a file's order), so everything queued now is answered retry too, to be sent again
+    // behind it, in order.
+    const retry = work.map((p) => outcomes.get(p)).find((o) => o?.kind === 'retry');
+    if (retry !== undefined) this.failQueued(retry);
     for (const p of work) this.settle(p, outcomes.get(p) ?? this.retryOutcome(new KafkaError('chunk was not produced', true)));
     for (const [p, leader] of followers) {
       const o = outcomes.get(leader)!;
@@ -766,10 +786,8 @@ export class KafkaSink implements Sink {
     clearTimeout(timer);
     if (timedOut) {
       const error = new KafkaError('the Kafka sink stopped before producing this chunk', true);
-      const rest = this.queue.splice(0);
-      this.queuedBytes = 0;
-      for (const p of rest) this.settle(p, { kind: 'retry', error, retryAfterMs: 1000 });
-      this.log.warn({ unsent: rest.length, flushing: this.flushing }, 'Kafka sink stop deadline reached');
+      const unsent = this.failQueued({ kind: 'retry', error, retryAfterMs: 1000 });
+      this.log.warn({ unsent, flushing: this.flushing }, 'Kafka sink stop deadline reached');
     }
     this.state = 'stopped';
     this.wake();
