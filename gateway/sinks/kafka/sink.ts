@@ -29,6 +29,10 @@
  * in it or after it gets `retry` (some of its records may then reach Kafka twice, which is what
  * at-least-once allows); in exactly-once mode a flush is one transaction, all or nothing.
  *
+ * Shutdown: `abortInFlight()` (sink contract) answers the queue and the flush under way `retry`
+ * and makes sure that flush never commits (it sends no further request and no EndTxn(commit));
+ * only a commit already sent is waited for. `stop()` calls it itself when its deadline passes.
+ *
  * Delivery modes and what they guarantee:
  *
  * at-least-once: idempotent producer, no transactions. Every chunk answered ok is in Kafka. A
@@ -157,6 +161,26 @@ interface Pending {
   estimate: number;
   resolve: (o: SinkOutcome) => void;
   built?: ChunkMessages;
+  /** answered already (abortInFlight answers a flush's chunks before the flush ends) */
+  settled?: boolean;
+}
+
+/** The flush under way: its chunks, the outcomes known so far, and whether it was aborted. */
+interface Flush {
+  batch: Pending[];
+  outcomes: Map<Pending, SinkOutcome>;
+  /** set by abortInFlight(): send no further request, never commit */
+  aborted: boolean;
+  /** exactly-once: the EndTxn(commit) on its way, once sent */
+  committing: Promise<void> | undefined;
+  done: Promise<void>;
+}
+
+/** Thrown inside a flush that abortInFlight() cut off. */
+class FlushAborted extends KafkaError {
+  constructor() {
+    super('the Kafka sink aborted this chunk before it was committed (the input gives it back)', true);
+  }
 }
 
 function metric<T>(registry: Registry, name: string, make: () => T): T {
@@ -249,7 +273,7 @@ export class KafkaSink implements Sink {
   private queuedBytes = 0;
   private wakeLoop: (() => void) | undefined;
   private loopDone: Promise<void> | undefined;
-  private flushing = false;
+  private current: Flush | undefined;
   private consecutiveFailures = 0;
   private lastError: string | undefined;
   private readonly existingTopics = new Set<string>();
@@ -374,9 +398,11 @@ export class KafkaSink implements Sink {
         bytes += p.estimate;
         batch.push(p);
       }
-      this.flushing = true;
+      const run: Flush = { batch, outcomes: new Map(), aborted: false, committing: undefined, done: Promise.resolve() };
+      this.current = run;
+      run.done = this.flush(run);
       try {
-        await this.flush(batch);
+        await run.done;
       } catch (err) {
         // flush() settles every chunk itself; this is a bug guard, never a silent loss.
         this.log.error({ err }, 'unexpected error in the Kafka sink flush');
@@ -384,12 +410,14 @@ export class KafkaSink implements Sink {
         for (const p of batch) p.resolve({ kind: 'retry', error, retryAfterMs: 1000 });
         this.failQueued({ kind: 'retry', error, retryAfterMs: 1000 });
       } finally {
-        this.flushing = false;
+        this.current = undefined;
       }
     }
   }
 
   private settle(p: Pending, o: SinkOutcome): void {
+    if (p.settled) return;
+    p.settled = true;
     const topic = p.item.chunk.header.topic;
     const label = o.kind === 'ok' ? (o.duplicate ? 'duplicate' : 'ok') : o.kind;
     this.metrics.chunks.inc({ topic, outcome: label });
@@ -417,7 +445,8 @@ export class KafkaSink implements Sink {
     return { kind: 'retry', error, retryAfterMs };
   }
 
-  private async flush(batch: Pending[]): Promise<void> {
+  private async flush(run: Flush): Promise<void> {
+    const { batch, outcomes } = run;
     // 1. Already committed, or twice in this flush: settle without producing. Produce-API
     // records are not deduplicated (at-least-once): they are always produced.
     const work: Pending[] = [];
@@ -443,7 +472,6 @@ export class KafkaSink implements Sink {
       leaders.set(p.id, p);
       work.push(p);
     }
-    const outcomes = new Map<Pending, SinkOutcome>();
     // 2. Chunks Kafka can never take: missing topic, record too large.
     let ready: Pending[] = [];
     try {
@@ -453,7 +481,7 @@ export class KafkaSink implements Sink {
       for (const p of work) outcomes.set(p, this.retryOutcome(err));
     }
     // 3. Produce.
-    if (ready.length > 0) await this.produce(ready, outcomes, true);
+    if (ready.length > 0) await this.produce(ready, run, true);
     // 4. A chunk answered retry comes back later: nothing queued behind it may be produced
     // first (a file's order), so everything queued now is answered retry too, to be sent again
     // behind it, in order.
@@ -616,7 +644,8 @@ export class KafkaSink implements Sink {
    * Produces `items` (one transaction in exactly-once mode) and records an outcome for each.
    * `isolate`: on an error that names no chunk, try the chunks again one by one.
    */
-  private async produce(items: Pending[], outcomes: Map<Pending, SinkOutcome>, isolate: boolean): Promise<void> {
+  private async produce(items: Pending[], run: Flush, isolate: boolean): Promise<void> {
+    const outcomes = run.outcomes;
     let producer: Producer;
     try {
       producer = await this.ensureProducer();
@@ -658,27 +687,40 @@ export class KafkaSink implements Sink {
     });
 
     const started = process.hrtime.bigint();
+    // abortInFlight() may cut the flush off between any two requests; from then on no request
+    // is sent and, above all, no commit.
+    const unlessAborted = (): void => {
+      if (run.aborted) throw new FlushAborted();
+    };
     let failedAt = -1;
     let error: unknown;
+    let cleanAbort = false;
     if (this.exactlyOnce) {
       let txn: Transaction | undefined;
       try {
+        unlessAborted();
         txn = await producer.transaction();
         this.openTxn = txn;
-        for (const req of requests) await txn.sendBatch(toBatch(req));
-        await txn.commit();
+        for (const req of requests) {
+          unlessAborted();
+          await txn.sendBatch(toBatch(req));
+        }
+        unlessAborted();
+        run.committing = txn.commit();
+        await run.committing;
         this.metrics.transactions.inc({ result: 'committed' });
       } catch (err) {
         failedAt = 0;
         error = err;
         this.metrics.transactions.inc({ result: 'aborted' });
-        if (txn?.isActive()) await txn.abort().catch(() => undefined);
+        cleanAbort = txn === undefined || !txn.isActive() || (await txn.abort().then(() => true, () => false));
       } finally {
         this.openTxn = undefined;
       }
     } else {
       for (const [k, req] of requests.entries()) {
         try {
+          unlessAborted();
           await producer.sendBatch(toBatch(req));
         } catch (err) {
           failedAt = k;
@@ -702,6 +744,14 @@ export class KafkaSink implements Sink {
       return;
     }
 
+    if (error instanceof FlushAborted) {
+      // Not Kafka's failure: the producer stays unless its transaction could not be aborted.
+      if (!cleanAbort) await this.dropProducer();
+      for (const [i, p] of items.entries()) {
+        outcomes.set(p, !this.exactlyOnce && lastRequest[i]! < failedAt ? { kind: 'ok', duplicate: false } : { kind: 'retry', error, retryAfterMs: 1000 });
+      }
+      return;
+    }
     // Failed: the producer may be unusable (and a transactional one must be fenced): recreate it.
     await this.dropProducer();
     this.noteFailure(error);
@@ -728,7 +778,7 @@ export class KafkaSink implements Sink {
     if (rest.length > 1 && isolate) {
       this.log.warn({ err: errorMessage(error), type: errorLabel(error), chunks: rest.length }, 'produce refused; trying the chunks one by one to find the refused one');
       for (const [i, p] of rest.entries()) {
-        await this.produce([p], outcomes, false);
+        await this.produce([p], run, false);
         const o = outcomes.get(p);
         if (o?.kind === 'retry') {
           // Kafka went away meanwhile: the others wait too.
@@ -769,6 +819,31 @@ export class KafkaSink implements Sink {
     };
   }
 
+  /**
+   * Sink contract: once this resolves, nothing this sink was given can still be committed. The
+   * queue is answered `retry`; the flush under way is marked aborted (it sends no further
+   * request, aborts its transaction and never sends EndTxn(commit)) and its chunks whose outcome
+   * is not known yet are answered `retry` at once, without waiting for a request in flight: with
+   * no commit to come, none of its records can become visible to read_committed. Only a commit
+   * already sent is waited for, and its chunks get what it did (`ok` when it committed). The sink
+   * keeps working for chunks sent afterwards. In at-least-once mode a request already sent may
+   * still land in Kafka (a duplicate when the chunk comes back), as at-least-once allows.
+   */
+  async abortInFlight(): Promise<void> {
+    const error = new FlushAborted();
+    const retry: SinkOutcome = { kind: 'retry', error, retryAfterMs: 1000 };
+    const queued = this.failQueued(retry);
+    const run = this.current;
+    if (run === undefined) return;
+    run.aborted = true;
+    if (run.committing !== undefined) {
+      await run.done.catch(() => undefined);
+    } else {
+      for (const p of run.batch) this.settle(p, run.outcomes.get(p) ?? retry);
+    }
+    this.log.warn({ queued, inFlight: run.batch.length, waitedForCommit: run.committing !== undefined }, 'Kafka sink aborted its in-flight chunks');
+  }
+
   async stop(deadlineMs: number): Promise<void> {
     if (this.state === 'stopped' || this.state === 'new') {
       this.state = 'stopped';
@@ -787,7 +862,8 @@ export class KafkaSink implements Sink {
     if (timedOut) {
       const error = new KafkaError('the Kafka sink stopped before producing this chunk', true);
       const unsent = this.failQueued({ kind: 'retry', error, retryAfterMs: 1000 });
-      this.log.warn({ unsent, flushing: this.flushing }, 'Kafka sink stop deadline reached');
+      this.log.warn({ unsent, flushing: this.current !== undefined }, 'Kafka sink stop deadline reached');
+      await Promise.race([this.abortInFlight(), new Promise((r) => setTimeout(r, 5000))]);
     }
     this.state = 'stopped';
     this.wake();

@@ -50,7 +50,7 @@ for (const delivery of ['at-least-once', 'exactly-once'] as const) {
       };
       const sink = await start(fake);
       const [first, second] = await Promise.all([sink.send([chunk(1), chunk(2)]), sink.send([chunk(3)])]);
-      assert.deepEqual([...first!, ...second!].map((o) => o.kind), ['retry', 'retry', 'retry']);
+      assert.deepEqual([...first, ...second].map((o) => o.kind), ['retry', 'retry', 'retry']);
       assert.deepEqual(fake.values('logs'), []);
     });
   });
