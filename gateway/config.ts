@@ -29,7 +29,7 @@ const kafka = z.strictObject({
   transactionalIdPrefix: z.string().default('ferry-gateway').describe('exactly-once: transactional.id is <prefix>-<gateway id>'),
   committedTopic: z.string().default('ferry.committed-chunks').describe('exactly-once: compacted topic holding the committed agentId/seq set'),
   committedRetentionMs: ms({ max: MAX_AGE_MS }).default(7 * 24 * 3600 * 1000).describe('exactly-once: how long a committed chunk id is remembered'),
-  maxBatchBytes: bytes({ min: 1024 }).default(900 * 1024).describe('a produce request holds at most this many bytes (keep under the broker message.max.bytes)'),
+  maxBatchBytes: bytes({ min: 1024 }).default(900 * 1024).describe('a produce request holds at most this many bytes (keep under the broker message.max.bytes); a record larger than this goes alone in a request of its own, and Kafka decides whether it takes it (the topic\'s max.message.bytes)'),
   maxBatchRecords: z.number().int().min(1).default(10000),
   maxFlushBytes: bytes({ min: 1024 }).default(8 * 1024 * 1024).describe('one flush (one transaction in exactly-once mode) holds at most this many bytes of chunks, sent as several produce requests of maxBatchBytes'),
   lingerMs: ms().default(20).describe('wait this long for more chunks before producing a batch'),

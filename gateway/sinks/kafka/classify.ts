@@ -5,16 +5,20 @@
  *
  *   retry         transient: broker down, timeouts, leader moves, NOT_ENOUGH_REPLICAS, ...
  *   topic         the request touched a topic Kafka refuses (unknown, unauthorized, invalid)
- *   too-large     MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE
+ *   too-large     MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE: the chunk's fault when the refused
+ *                 request held one record, else the settings' (maxBatchBytes above the limit)
+ *   refused       the records themselves are refused (INVALID_TIMESTAMP: outside the topic's
+ *                 message.timestamp.*.max.ms; INVALID_RECORD; INVALID_TOPIC_EXCEPTION): the chunk's fault
  *   fenced        another producer took over this transactional id (same gateway id twice)
  *
  * Unknown errors are `retry`: back pressure over shedding data.
  */
 
-export type ErrorClass = 'retry' | 'topic' | 'too-large' | 'fenced';
+export type ErrorClass = 'retry' | 'topic' | 'too-large' | 'refused' | 'fenced';
 
-const TOPIC_TYPES = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'TOPIC_AUTHORIZATION_FAILED', 'INVALID_TOPIC_EXCEPTION']);
-const TOO_LARGE_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD']);
+const TOPIC_TYPES = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'TOPIC_AUTHORIZATION_FAILED']);
+const TOO_LARGE_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
+const REFUSED_TYPES = new Set(['INVALID_TIMESTAMP', 'INVALID_RECORD', 'INVALID_TOPIC_EXCEPTION']);
 const FENCED_TYPES = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
 
 interface ErrorLike {
@@ -46,6 +50,7 @@ export function classifyError(err: unknown): ErrorClass {
   const types = errorTypes(err);
   if (types.some((t) => FENCED_TYPES.has(t))) return 'fenced';
   if (types.some((t) => TOO_LARGE_TYPES.has(t))) return 'too-large';
+  if (types.some((t) => REFUSED_TYPES.has(t))) return 'refused';
   if (types.some((t) => TOPIC_TYPES.has(t))) return 'topic';
   return 'retry';
 }

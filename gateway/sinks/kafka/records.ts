@@ -30,7 +30,9 @@
  * sticky partitioner, so they stay together and in order.
  *
  * Packing: messages are cut into produce requests of at most `maxBatchBytes` (estimated record
- * size, on the high side) and `maxBatchRecords`, in order. A chunk may span several requests;
+ * size, on the high side) and `maxBatchRecords`, in order; a message larger than
+ * `maxBatchBytes` goes alone in a request of its own (Kafka decides whether it takes it: its
+ * limit is the topic's `max.message.bytes`, on the compressed batch). A chunk may span several requests;
  * the caller reports a chunk ok only when every request holding its records succeeded (and, in
  * exactly-once mode, the transaction holding them all committed).
  */
@@ -298,9 +300,4 @@ export class RequestPacker {
   get last(): number {
     return this.requests.length - 1;
   }
-}
-
-/** Largest single message a request may hold: a message above this can never be produced. */
-export function maxRecordBytes(limits: PackLimits): number {
-  return limits.maxBatchBytes - BATCH_OVERHEAD_BYTES - 249;
 }

@@ -5,7 +5,11 @@
  * and one flush loop takes what has gathered for `lingerMs` (or at once when `maxFlushBytes` are
  * waiting), up to `maxFlushBytes` of whole chunks, builds the records (records.ts) and cuts them
  * into produce requests of at most `maxBatchBytes` / `maxBatchRecords` (kept under the broker's
- * `message.max.bytes`, so MESSAGE_TOO_LARGE does not happen for normal batches). One flush and
+ * `message.max.bytes`, so MESSAGE_TOO_LARGE does not happen for normal batches). A record larger
+ * than `maxBatchBytes` goes alone in a request of its own, and Kafka decides whether it takes it
+ * (the sink does not guess the limit: the topic's `max.message.bytes` may differ from the
+ * broker's, applies to the compressed batch, and reading it would need DescribeConfigs rights;
+ * a refused record costs one refused request). One flush and
  * one `sendBatch` are in flight per producer at any time (kafkajs' idempotent producer is only
  * safe that way); requests of a flush go out one after the other, in order.
  *
@@ -18,12 +22,18 @@
  *   Every chunk still queued when a flush ends with a `retry` is answered `retry` as well (not
  *   produced), so a later flush never commits a file's next chunks ahead of the failed ones: the
  *   input sends them all again, in order.
- * - `fatal` for a chunk Kafka will never take as it is: its topic does not exist while
- *   `allowAutoTopicCreation` is off (checked with the admin client once per topic and cached;
- *   a missing topic is looked up again after a few seconds), its topic is refused
- *   (TOPIC_AUTHORIZATION_FAILED, invalid name), or a record alone exceeds `maxBatchBytes`.
- *   When a flush of several chunks fails in a way that names no chunk (topic or size errors),
- *   its chunks are tried again one by one at once, so only the guilty chunk is fatal.
+ * - `fatal` for a chunk Kafka will not take as it is, with whose fault it is:
+ *   - `setting` (held and retried by the input, never dead-lettered): its topic does not exist
+ *     while `allowAutoTopicCreation` is off (checked with the admin client and cached; a missing
+ *     topic is looked up again after a few seconds), writes to it are refused
+ *     (TOPIC_AUTHORIZATION_FAILED), or a request of several records is too large for the topic
+ *     (`maxBatchBytes` above its `max.message.bytes`);
+ *   - `chunk` (dead-letter / 4xx): a record alone in its request is too large
+ *     (MESSAGE_TOO_LARGE), Kafka refuses its records (INVALID_TIMESTAMP: outside the topic's
+ *     `message.timestamp.*.max.ms`; INVALID_RECORD), or a produce-API record names a partition
+ *     the topic lacks.
+ *   When a flush of several chunks fails in a way that names no chunk (topic, size, record
+ *   errors), its chunks are tried again one by one at once, so only the guilty chunk is fatal.
  * A chunk spanning several produce requests is ok only if all of them succeeded: in
  * at-least-once mode a flush stops at the first failed request and every chunk that had records
  * in it or after it gets `retry` (some of its records may then reach Kafka twice, which is what
@@ -114,7 +124,6 @@ import {
   chunkPartitioner,
   estimateRecordBytes,
   maxExplicitPartition,
-  maxRecordBytes,
   partitionOutOfRange,
   type ChunkMessages,
   type PackLimits,
@@ -499,7 +508,6 @@ export class KafkaSink implements Sink {
   private async precheck(work: Pending[], outcomes: Map<Pending, SinkOutcome>): Promise<Pending[]> {
     const ready: Pending[] = [];
     const topics = new Map<string, boolean>();
-    const maxRecord = maxRecordBytes(this.limits);
     for (const p of work) {
       const topic = p.item.chunk.header.topic;
       let exists = topics.get(topic);
@@ -524,19 +532,6 @@ export class KafkaSink implements Sink {
         }
       }
       p.built ??= records !== undefined ? buildRecordMessages(records, p.item.chunk.header.readAtMs) : buildMessages(p.item.chunk, { headers: this.config.headers, key: this.config.key });
-      const tooBig = p.built.sizes.findIndex((s) => s > maxRecord);
-      if (tooBig >= 0) {
-        const what = records !== undefined ? `records[${tooBig}]` : `record ${tooBig} (file offset ${p.item.chunk.records[tooBig]!.offset})`;
-        outcomes.set(p, {
-          kind: 'fatal',
-          fault: 'chunk',
-          error: new KafkaError(
-            `${what} is ${p.built.sizes[tooBig]} bytes with its headers, over the ${maxRecord} a produce request may hold (kafka.maxBatchBytes ${this.limits.maxBatchBytes})`,
-            false,
-          ),
-        });
-        continue;
-      }
       ready.push(p);
     }
     return ready;
@@ -693,6 +688,8 @@ export class KafkaSink implements Sink {
       if (run.aborted) throw new FlushAborted();
     };
     let failedAt = -1;
+    /** the request whose send failed (undefined: the failure was not a produce request's) */
+    let failedRequest: ProduceRequest | undefined;
     let error: unknown;
     let cleanAbort = false;
     if (this.exactlyOnce) {
@@ -703,8 +700,10 @@ export class KafkaSink implements Sink {
         this.openTxn = txn;
         for (const req of requests) {
           unlessAborted();
+          failedRequest = req;
           await txn.sendBatch(toBatch(req));
         }
+        failedRequest = undefined;
         unlessAborted();
         run.committing = txn.commit();
         await run.committing;
@@ -724,6 +723,7 @@ export class KafkaSink implements Sink {
           await producer.sendBatch(toBatch(req));
         } catch (err) {
           failedAt = k;
+          failedRequest = req;
           error = err;
           break;
         }
@@ -789,13 +789,38 @@ export class KafkaSink implements Sink {
       return;
     }
     // One chunk (or no isolation): decide for it.
-    for (const p of rest) outcomes.set(p, await this.decideRefused(p, cls, error));
+    for (const p of rest) outcomes.set(p, await this.decideRefused(p, cls, error, failedRequest));
   }
 
-  private async decideRefused(p: Pending, cls: 'topic' | 'too-large', error: unknown): Promise<SinkOutcome> {
+  /** The outcome of one chunk Kafka refused (`failed`: the produce request it refused). */
+  private async decideRefused(p: Pending, cls: 'topic' | 'too-large' | 'refused', error: unknown, failed: ProduceRequest | undefined): Promise<SinkOutcome> {
     const topic = p.item.chunk.header.topic;
+    const type = errorLabel(error);
+    if (cls === 'refused') {
+      const why = type === 'INVALID_TIMESTAMP' ? ': its timestamps are outside what the topic accepts (message.timestamp.before.max.ms / after.max.ms)' : '';
+      return { kind: 'fatal', fault: 'chunk', error: new KafkaError(`Kafka refused chunk ${p.id} for topic "${topic}" (${type})${why}`, false, { cause: error }) };
+    }
     if (cls === 'too-large') {
-      return { kind: 'fatal', fault: 'chunk', error: new KafkaError(`Kafka refused chunk ${p.id} as too large (${errorLabel(error)}): raise the broker's message.max.bytes or lower kafka.maxBatchBytes`, false, { cause: error }) };
+      const lone = failed !== undefined && failed.records === 1 ? [...failed.topics.values()][0]![0] : undefined;
+      const index = lone === undefined ? -1 : p.built!.messages.indexOf(lone);
+      if (index >= 0) {
+        // A record alone in its request: no setting of ours can make Kafka take it.
+        const what = p.item.records !== undefined ? `records[${index}]` : `record ${index} (file offset ${p.item.chunk.records[index]!.offset})`;
+        return {
+          kind: 'fatal',
+          fault: 'chunk',
+          error: new KafkaError(`${what} of chunk ${p.id} (${p.built!.sizes[index]} bytes with its headers) is too large for topic "${topic}" (${type}): over its max.message.bytes`, false, { cause: error }),
+        };
+      }
+      return {
+        kind: 'fatal',
+        fault: 'setting',
+        error: new KafkaError(
+          `Kafka refused a produce request of several records for topic "${topic}" as too large (${type}): kafka.maxBatchBytes (${this.limits.maxBatchBytes}) is above what the topic or broker takes (max.message.bytes / message.max.bytes); lower kafka.maxBatchBytes`,
+          false,
+          { cause: error },
+        ),
+      };
     }
     if (errorLabel(error) === 'TOPIC_AUTHORIZATION_FAILED') {
       return { kind: 'fatal', fault: 'setting', error: new KafkaError(`Kafka refused writes to topic "${topic}" (TOPIC_AUTHORIZATION_FAILED)`, false, { cause: error }) };
