@@ -32,6 +32,12 @@ const kafka = z.strictObject({
   maxBatchBytes: bytes({ min: 1024 }).default(900 * 1024).describe('a produce request holds at most this many bytes (keep under the broker message.max.bytes); a record larger than this goes alone in a request of its own, and Kafka decides whether it takes it (the topic\'s max.message.bytes)'),
   maxBatchRecords: z.number().int().min(1).default(10000),
   maxFlushBytes: bytes({ min: 1024 }).default(8 * 1024 * 1024).describe('one flush (one transaction in exactly-once mode) holds at most this many bytes of chunks, sent as several produce requests of maxBatchBytes'),
+  maxTimestampSkewMs: ms({ max: MAX_AGE_MS })
+    .default(3600 * 1000)
+    .describe("a record's timestamp is the agent's read time, unless that is more than this ahead of the gateway's clock: then it is the gateway's now (counted in ferry_gateway_kafka_timestamps_clamped_total)"),
+  maxTimestampAgeMs: ms({ max: MAX_AGE_MS })
+    .default(7 * 24 * 3600 * 1000)
+    .describe("...or more than this behind it (a spool backlog older than this, or a wrong agent clock): then it is the gateway's now too, so Kafka's time retention does not delete it at once"),
   lingerMs: ms().default(20).describe('wait this long for more chunks before producing a batch'),
   requestTimeoutMs: ms({ min: 100 }).default(30000),
   allowAutoTopicCreation: z.boolean().default(false),

@@ -9,7 +9,11 @@
  *   record's file byte offset, decimal), `ferry.seq` (the chunk's seq); plus `ferry.flags` only
  *   when the record has flags (comma-separated: split, truncated, multiline, no-newline);
  * - key: none, the host, or the path (the same Buffer for every record of a chunk);
- * - timestamp: when the agent read the bytes (`readAtMs`), so Kafka's CreateTime means "read".
+ * - timestamp: when the agent read the bytes (`readAtMs`), so Kafka's CreateTime means "read";
+ *   the agent's clock is not trusted beyond bounds: `recordTimestamp` replaces a read time more
+ *   than `maxTimestampSkewMs` ahead of the gateway's clock, or more than `maxTimestampAgeMs`
+ *   behind it, with the gateway's now (a far-future timestamp defeats time retention, a
+ *   far-past one is deleted by it at once).
  *
  * Per-chunk values (agent, host, path, seq, key, timestamp) are encoded once per chunk and shared
  * by its records; only the offset string and the headers object are per record.
@@ -92,8 +96,20 @@ export interface ChunkMessages {
   valueBytes: number;
 }
 
-/** Builds the Kafka messages of one chunk. */
-export function buildMessages(chunk: DecodedChunk, opts: RecordOptions): ChunkMessages {
+export interface TimestampLimits {
+  maxTimestampSkewMs: number;
+  maxTimestampAgeMs: number;
+}
+
+/** The timestamp for records read at `readAtMs` (see the top of this file), and which way it was off when replaced. */
+export function recordTimestamp(readAtMs: number, nowMs: number, limits: TimestampLimits): { timestampMs: number; clamped?: 'future' | 'past' } {
+  if (readAtMs > nowMs + limits.maxTimestampSkewMs) return { timestampMs: nowMs, clamped: 'future' };
+  if (readAtMs < nowMs - limits.maxTimestampAgeMs) return { timestampMs: nowMs, clamped: 'past' };
+  return { timestampMs: readAtMs };
+}
+
+/** Builds the Kafka messages of one chunk, stamped `timestampMs` (default: its read time). */
+export function buildMessages(chunk: DecodedChunk, opts: RecordOptions, timestampMs = chunk.header.readAtMs): ChunkMessages {
   const h = chunk.header;
   const want = new Set(opts.headers);
   const agent = want.has('agent') ? Buffer.from(h.agentId, 'utf8') : undefined;
@@ -102,7 +118,7 @@ export function buildMessages(chunk: DecodedChunk, opts: RecordOptions): ChunkMe
   const seq = want.has('seq') ? String(h.seq) : undefined;
   const withOffset = want.has('offset');
   const key = opts.key === 'host' ? host : opts.key === 'path' ? path : undefined;
-  const timestamp = String(h.readAtMs);
+  const timestamp = String(timestampMs);
 
   // Bytes every record of this chunk carries besides its value and offset header.
   let fixed = RECORD_OVERHEAD_BYTES + (key?.length ?? 0);

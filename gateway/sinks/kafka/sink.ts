@@ -125,6 +125,7 @@ import {
   estimateRecordBytes,
   maxExplicitPartition,
   partitionOutOfRange,
+  recordTimestamp,
   type ChunkMessages,
   type PackLimits,
   type ProduceRequest,
@@ -206,6 +207,7 @@ class SinkMetrics {
   readonly produceSeconds: Histogram;
   readonly flushRecords: Histogram;
   readonly committedIds: Gauge;
+  readonly clamped: Counter<'direction'>;
 
   constructor(r: Registry) {
     const registers = [r];
@@ -217,6 +219,7 @@ class SinkMetrics {
     this.transactions = metric(r, 'ferry_gateway_kafka_transactions_total', () => new Counter({ name: 'ferry_gateway_kafka_transactions_total', help: 'exactly-once transactions, by result (committed, aborted)', labelNames: ['result'], registers }));
     this.produceSeconds = metric(r, 'ferry_gateway_kafka_produce_seconds', () => new Histogram({ name: 'ferry_gateway_kafka_produce_seconds', help: 'time to produce one flush (all its requests, and the commit)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers }));
     this.flushRecords = metric(r, 'ferry_gateway_kafka_flush_records', () => new Histogram({ name: 'ferry_gateway_kafka_flush_records', help: 'records per flush', buckets: [10, 100, 1000, 5000, 10000, 25000, 50000, 100000], registers }));
+    this.clamped = metric(r, 'ferry_gateway_kafka_timestamps_clamped_total', () => new Counter({ name: 'ferry_gateway_kafka_timestamps_clamped_total', help: "chunks whose read time was too far ahead (future) or behind (past) the gateway's clock, produced with the gateway's now", labelNames: ['direction'], registers }));
     this.committedIds = metric(r, 'ferry_gateway_kafka_committed_ids', () => new Gauge({ name: 'ferry_gateway_kafka_committed_ids', help: 'committed chunk ids known (exactly-once)', registers }));
   }
 }
@@ -285,6 +288,7 @@ export class KafkaSink implements Sink {
   private current: Flush | undefined;
   private consecutiveFailures = 0;
   private lastError: string | undefined;
+  private lastClampLogMs = 0;
   private readonly existingTopics = new Set<string>();
   private readonly missingTopics = new Map<string, number>();
   /** topic -> partition count and when it was looked up (for explicit partitions of records) */
@@ -531,10 +535,25 @@ export class KafkaSink implements Sink {
           continue;
         }
       }
-      p.built ??= records !== undefined ? buildRecordMessages(records, p.item.chunk.header.readAtMs) : buildMessages(p.item.chunk, { headers: this.config.headers, key: this.config.key });
+      p.built ??= records !== undefined ? buildRecordMessages(records, p.item.chunk.header.readAtMs) : buildMessages(p.item.chunk, { headers: this.config.headers, key: this.config.key }, this.timestampOf(p));
       ready.push(p);
     }
     return ready;
+  }
+
+  /** The record timestamp of a file chunk: its read time, or now when that is out of bounds (counted, logged). */
+  private timestampOf(p: Pending): number {
+    const readAtMs = p.item.chunk.header.readAtMs;
+    const now = Date.now();
+    const t = recordTimestamp(readAtMs, now, this.config);
+    if (t.clamped !== undefined) {
+      this.metrics.clamped.inc({ direction: t.clamped });
+      if (now - this.lastClampLogMs >= 10_000) {
+        this.lastClampLogMs = now;
+        this.log.warn({ chunk: p.id, host: p.item.chunk.header.host, readAtMs, nowMs: now, direction: t.clamped }, "chunk read time out of bounds (agent clock?); its records get the gateway's now as timestamp (logged at most every 10 s)");
+      }
+    }
+    return t.timestampMs;
   }
 
   /**
