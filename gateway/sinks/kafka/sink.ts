@@ -105,7 +105,10 @@
  *   a partition the topic does not have is `fatal`, naming the record and the topic's partitions.
  *
  * Telemetry: ferry_gateway_kafka_* counters (chunks by outcome, records, bytes per topic,
- * duplicates, errors by type, transactions), a produce-latency histogram, one child logger.
+ * duplicates, errors by type, transactions, clamped timestamps), a produce-latency histogram,
+ * one child logger. Per-topic state is bounded (bounded.ts): the topic caches are LRUs of
+ * 10,000 topics, and the `topic` label names only topics Kafka has, at most 1,000 of them; the
+ * rest count under `_other`.
  */
 import { readFileSync } from 'node:fs';
 import { Kafka, CompressionTypes, logLevel as KafkaLogLevel } from 'kafkajs';
@@ -132,6 +135,7 @@ import {
 } from './records.js';
 import { classifyError, errorLabel, errorTypes } from './classify.js';
 import { CommittedLog } from './committed.js';
+import { CappedLabels, LruMap } from './bounded.js';
 
 /** A chunk for a topic Kafka does not have: refused (never retried as is), like a forbidden one. */
 function unknownTopic(topic: string, cause?: unknown): TopicForbiddenError {
@@ -157,6 +161,10 @@ export interface KafkaSinkOptions {
  * time of a few seconds so a broker outage turns into `retry` outcomes quickly. */
 const PRODUCER_RETRY = { initialRetryTime: 15, maxRetryTime: 1000, retries: 10, factor: 0.2, multiplier: 2 };
 const MISSING_TOPIC_RECHECK_MS = 5000;
+/** Topics whose existence and partition count are remembered (least recently used dropped first). */
+const TOPIC_CACHE_MAX = 10_000;
+/** Distinct `topic` label values of the per-topic metrics; further topics count under `_other`. */
+const MAX_TOPIC_LABELS = 1000;
 /** How often a topic's partition count is looked up again when a record names a partition past it. */
 const PARTITIONS_RECHECK_MS = 2000;
 
@@ -289,10 +297,12 @@ export class KafkaSink implements Sink {
   private consecutiveFailures = 0;
   private lastError: string | undefined;
   private lastClampLogMs = 0;
-  private readonly existingTopics = new Set<string>();
-  private readonly missingTopics = new Map<string, number>();
+  /** topic -> whether it exists in Kafka and when that was looked up */
+  private readonly topicState = new LruMap<string, { exists: boolean; at: number }>(TOPIC_CACHE_MAX);
   /** topic -> partition count and when it was looked up (for explicit partitions of records) */
-  private readonly partitionCounts = new Map<string, { count: number; at: number }>();
+  private readonly partitionCounts = new LruMap<string, { count: number; at: number }>(TOPIC_CACHE_MAX);
+  /** the `topic` label of the per-topic metrics: topics Kafka has, at most MAX_TOPIC_LABELS */
+  private readonly topicLabels = new CappedLabels(MAX_TOPIC_LABELS);
   /** The produce API's records (keys, headers, partitions) are implemented. */
   readonly acceptsRecords = true;
 
@@ -433,10 +443,12 @@ export class KafkaSink implements Sink {
     p.settled = true;
     const topic = p.item.chunk.header.topic;
     const label = o.kind === 'ok' ? (o.duplicate ? 'duplicate' : 'ok') : o.kind;
-    this.metrics.chunks.inc({ topic, outcome: label });
+    // Label by topic only for topics Kafka has (a chunk it took, or one looked up), bounded.
+    const topicLabel = this.topicLabels.label(topic, o.kind === 'ok' || this.topicState.peek(topic)?.exists === true);
+    this.metrics.chunks.inc({ topic: topicLabel, outcome: label });
     if (o.kind === 'ok' && !o.duplicate) {
-      this.metrics.records.inc({ topic }, p.built?.messages.length ?? p.item.chunk.records.length);
-      this.metrics.bytes.inc({ topic }, p.built?.valueBytes ?? p.item.chunk.dataBytes);
+      this.metrics.records.inc({ topic: topicLabel }, p.built?.messages.length ?? p.item.chunk.records.length);
+      this.metrics.bytes.inc({ topic: topicLabel }, p.built?.valueBytes ?? p.item.chunk.dataBytes);
     }
     if (o.kind === 'fatal') {
       this.log.error({ chunk: p.id, topic, source: p.item.source, err: o.error.message }, 'chunk refused by Kafka (fatal)');
@@ -575,7 +587,6 @@ export class KafkaSink implements Sink {
       if (count === undefined) return undefined;
       known = { count, at: Date.now() };
       this.partitionCounts.set(topic, known);
-      if (this.partitionCounts.size > 10_000) this.partitionCounts.clear();
     }
     return partitionOutOfRange(records, topic, known.count)?.message;
   }
@@ -591,22 +602,18 @@ export class KafkaSink implements Sink {
     }
   }
 
-  /** True when the topic exists (or auto-creation is on). Cached; a missing topic is re-checked after a few seconds. */
+  /**
+   * True when the topic exists (or auto-creation is on). Cached (bounded LRU); a missing topic
+   * is looked up again after MISSING_TOPIC_RECHECK_MS, an existing one when Kafka refuses it.
+   */
   private async topicExists(topic: string, fresh = false): Promise<boolean> {
     if (this.config.allowAutoTopicCreation) return true;
-    if (!fresh && this.existingTopics.has(topic)) return true;
-    const missingAt = this.missingTopics.get(topic);
-    if (!fresh && missingAt !== undefined && Date.now() - missingAt < MISSING_TOPIC_RECHECK_MS) return false;
-    const list = await this.admin!.listTopics();
-    for (const t of list) this.existingTopics.add(t);
-    if (list.includes(topic)) {
-      this.missingTopics.delete(topic);
-      return true;
-    }
-    this.existingTopics.delete(topic);
-    this.missingTopics.set(topic, Date.now());
-    this.log.warn({ topic }, 'topic does not exist in Kafka');
-    return false;
+    const known = fresh ? undefined : this.topicState.get(topic);
+    if (known !== undefined && (known.exists || Date.now() - known.at < MISSING_TOPIC_RECHECK_MS)) return known.exists;
+    const exists = (await this.admin!.listTopics()).includes(topic);
+    this.topicState.set(topic, { exists, at: Date.now() });
+    if (!exists) this.log.warn({ topic }, 'topic does not exist in Kafka');
+    return exists;
   }
 
   private async ensureProducer(): Promise<Producer> {

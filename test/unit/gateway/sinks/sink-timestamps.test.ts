@@ -51,7 +51,7 @@ describe('Kafka sink record timestamps', () => {
     assert.equal(ts.get('recent'), before - 30 * 60_000);
     for (const v of ['future', 'ancient']) assert.ok(ts.get(v)! >= before && ts.get(v)! <= after, `${v}: ${ts.get(v)} is the gateway's now`);
     const metric = await registry.getSingleMetric('ferry_gateway_kafka_timestamps_clamped_total')!.get();
-    const by = Object.fromEntries(metric.values.map((v) => [v.labels.direction, v.value]));
+    const by = Object.fromEntries(metric.values.map((v) => [String(v.labels.direction), v.value]));
     assert.deepEqual(by, { future: 1, past: 1 });
   });
 });
