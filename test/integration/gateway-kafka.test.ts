@@ -173,16 +173,77 @@ describe('Kafka sink, exactly-once', () => {
     assert.equal((await kafka.readAll('eos-exists', { expect: 1 })).length, 1);
   });
 
-  it('refuses a record larger than maxBatchBytes as fatal instead of failing the batch', async () => {
-    await kafka.createTopic('eos-large');
-    const sink = await startSink({ committedTopic: 'committed-large', maxBatchBytes: 50_000 });
-    const [small, big] = await sink.send([
+  it('produces a record of 1 MiB less 512 bytes with the five ferry headers, alone in its request, in both delivery modes', async () => {
+    for (const delivery of ['exactly-once', 'at-least-once'] as const) {
+      const topic = `long-${delivery}`;
+      await kafka.createTopic(topic);
+      const sink = await startSink({ delivery, committedTopic: 'committed-long' });
+      const long = makeLines(1, 1024 * 1024 - 512, `long-${delivery}`)[0]!;
+      const specs: ChunkSpec[] = [{ agentId: `long-${delivery}`, seq: 1, topic, lines: ['before', long, 'after'] }];
+      assertOk(await sink.send(specs.map(item)));
+      assertRecords(await kafka.readAll(topic, { expect: 3 }), specs);
+    }
+  });
+
+  it("refuses a record over the topic's max.message.bytes as fatal for its chunk (fault chunk), producing the others of the call", async () => {
+    await kafka.createTopic('eos-large', { config: { 'max.message.bytes': '50000' } });
+    const sink = await startSink({ committedTopic: 'committed-large', maxBatchBytes: 40_000 });
+    const [small, big, later] = await sink.send([
       item({ seq: 1, agentId: 'l', topic: 'eos-large', lines: ['fine'] }),
-      item({ seq: 2, agentId: 'l', topic: 'eos-large', lines: ['x'.repeat(60_000)] }),
+      item({ seq: 2, agentId: 'l', topic: 'eos-large', lines: ['a', 'x'.repeat(60_000)] }),
+      item({ seq: 3, agentId: 'l', topic: 'eos-large', lines: makeLines(100, 1000, 'later') }),
     ]);
     assert.equal(small?.kind, 'ok');
+    assert.equal(later?.kind, 'ok');
     assert.equal(big?.kind, 'fatal');
-    assert.match(big.kind === 'fatal' ? big.error.message : '', /record 0 .* bytes/);
+    assert.equal(big.kind === 'fatal' ? big.fault : '', 'chunk');
+    assert.match(big.kind === 'fatal' ? big.error.message : '', /record 1 \(file offset 2\).*too large.*max\.message\.bytes/);
+    assert.equal((await kafka.readAll('eos-large', { expect: 101 })).length, 101);
+  });
+
+  it("calls maxBatchBytes above the topic's max.message.bytes a setting fault, not the chunk's", async () => {
+    await kafka.createTopic('eos-batch-limit', { config: { 'max.message.bytes': '20000' } });
+    const sink = await startSink({ committedTopic: 'committed-batch-limit', maxBatchBytes: 100_000 });
+    const [o] = await sink.send([item({ seq: 1, agentId: 'bl', topic: 'eos-batch-limit', lines: makeLines(50, 1000, 'bl') })]);
+    assert.equal(o?.kind === 'fatal' ? o.fault : o?.kind, 'setting');
+  });
+
+  it("refuses a chunk whose read time the topic's timestamp bounds refuse (INVALID_TIMESTAMP) as fatal for that chunk only", async () => {
+    const strict = { 'message.timestamp.before.max.ms': '60000', 'message.timestamp.after.max.ms': '60000' };
+    await kafka.createTopic('eos-ts', { config: strict });
+    // No clamping in the past up to a year: Kafka's bounds decide.
+    const sink = await startSink({ committedTopic: 'committed-ts', maxTimestampAgeMs: 365 * 24 * 3600 * 1000 });
+    const now = Date.now();
+    const outcomes = await sink.send([
+      item({ seq: 1, agentId: 'ts', topic: 'eos-ts', lines: ['now'], readAtMs: now }),
+      item({ seq: 2, agentId: 'ts', topic: 'eos-ts', lines: ['an hour ago'], readAtMs: now - 3600_000 }),
+      item({ seq: 3, agentId: 'ts', topic: 'eos-ts', lines: ['also now'], readAtMs: now }),
+    ]);
+    assert.deepEqual(outcomes.map((o) => (o.kind === 'fatal' ? `fatal/${o.fault}` : o.kind)), ['ok', 'fatal/chunk', 'ok']);
+    assert.match(outcomes[1]?.kind === 'fatal' ? outcomes[1].error.message : '', /INVALID_TIMESTAMP/);
+    assert.deepEqual((await kafka.readAll('eos-ts', { expect: 2 })).map((r) => r.value.toString()), ['now', 'also now']);
+
+    // With the default bounds, a read time 30 days old becomes the gateway's now: produced.
+    const clamping = await startSink({ committedTopic: 'committed-ts' }, 'gw-ts');
+    const before = Date.now();
+    assertOk(await clamping.send([item({ seq: 4, agentId: 'ts', topic: 'eos-ts', lines: ['old'], readAtMs: before - 30 * 24 * 3600_000 })]));
+    const old = (await kafka.readAll('eos-ts', { expect: 3 })).find((r) => r.value.toString() === 'old');
+    assert.ok(old && old.timestamp >= before && old.timestamp <= Date.now(), `timestamp ${old?.timestamp} is the gateway's now`);
+  });
+
+  it('abortInFlight during a flush answers its chunks retry and ends its transaction without committing it', async () => {
+    await kafka.createTopic('eos-abort');
+    const sink = await startSink({ committedTopic: 'committed-abort', maxFlushBytes: '16MiB' });
+    const specs = [1, 2, 3, 4].map((seq): ChunkSpec => ({ agentId: 'ab', seq, topic: 'eos-abort', lines: makeLines(1000, 1000, `ab-${seq}`) }));
+    const sent = sink.send(specs.map(item));
+    await new Promise((r) => setImmediate(r));
+    await sink.abortInFlight();
+    assert.deepEqual((await sent).map((o) => o.kind), ['retry', 'retry', 'retry', 'retry']);
+    for (const s of specs) assert.equal(sink.isCommitted('ab', s.seq), false);
+    // The aborted transaction no longer holds the last stable offset: a later chunk is readable,
+    // and it is the only record there.
+    await waitFor(async () => (await sink.send([item({ agentId: 'ab', seq: 9, topic: 'eos-abort', lines: ['after'] })]))[0]?.kind === 'ok', 30_000, 'a chunk after the abort to be produced');
+    assert.deepEqual((await kafka.readAll('eos-abort', { expect: 1 })).map((r) => r.value.toString()), ['after']);
   });
 
   it('answers retry while Kafka is down and produces the same chunks exactly once when it is back', async () => {
