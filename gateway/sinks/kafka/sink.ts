@@ -497,7 +497,7 @@ export class KafkaSink implements Sink {
       leaders.set(p.id, p);
       work.push(p);
     }
-    // 2. Chunks Kafka can never take: missing topic, record too large.
+    // 2. Chunks Kafka will not take: missing topic, a partition the topic lacks.
     let ready: Pending[] = [];
     try {
       ready = await this.precheck(work, outcomes);
@@ -737,7 +737,7 @@ export class KafkaSink implements Sink {
       } catch (err) {
         failedAt = 0;
         error = err;
-        this.metrics.transactions.inc({ result: 'aborted' });
+        if (txn !== undefined) this.metrics.transactions.inc({ result: 'aborted' });
         cleanAbort = txn === undefined || !txn.isActive() || (await txn.abort().then(() => true, () => false));
       } finally {
         this.openTxn = undefined;
