@@ -5,20 +5,10 @@ import { parseConfigText } from '../../../shared/config/load.js';
 import { MAX_TIMER_MS } from '../../../shared/config/types.js';
 import { gatewayConfigSchema } from '../../../gateway/config.js';
 import { agentConfigSchema } from '../../../agent/config.js';
-import { ConfigError, type ConfigIssue } from '../../../shared/errors.js';
+import { issuesOf } from './config-issues.js';
 
 const GATEWAY = 'kafka: {brokers: ["k:9092"]}\nnats: {servers: ["nats://n:4222"]}\nhttp: {}\n';
 const AGENT = 'inputs: [{paths: ["/tmp/*.log"], topic: t}]\ntransport: {nats: {servers: ["nats://n:4222"]}}\n';
-
-function issuesOf(fn: () => unknown): ConfigIssue[] {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.issues];
-    throw err;
-  }
-  return assert.fail('expected a ConfigError');
-}
 
 describe('config durations', () => {
   it('refuses a timer duration above 2^31-1 ms (Node would fire it after 1 ms), naming the key', () => {

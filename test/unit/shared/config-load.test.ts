@@ -3,23 +3,14 @@ import assert from 'node:assert/strict';
 import { z } from 'zod';
 import { parseConfigText, substituteEnv } from '../../../shared/config/load.js';
 import { bytes, parseBytes } from '../../../shared/config/types.js';
-import { ConfigError, ConfigReadError, type ConfigIssue } from '../../../shared/errors.js';
+import { ConfigReadError, type ConfigIssue } from '../../../shared/errors.js';
+import { issuesOf } from './config-issues.js';
 
 const schema = z.strictObject({
   name: z.string(),
   size: bytes().default(1024),
   nested: z.strictObject({ port: z.number().int(), tags: z.array(z.string()).default([]) }),
 });
-
-function issuesOf(fn: () => unknown): ConfigIssue[] {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.issues];
-    throw err;
-  }
-  return assert.fail('expected a ConfigError');
-}
 
 describe('config loading', () => {
   it('fills defaults and freezes the result', () => {

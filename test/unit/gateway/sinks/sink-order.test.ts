@@ -17,6 +17,16 @@ function chunk(seq: number): SinkChunk {
   return { chunk: testChunk({ seq, topic: 'logs', lines: [Buffer.concat([Buffer.from(`line-${seq}:`), makeLines(1, 490, 'x')[0]!])] }), source: 'nats' };
 }
 
+/** A fake Kafka whose first produce request to `logs` fails the way a dropped connection does. */
+function failingOnce(): FakeKafka {
+  const fake = new FakeKafka({ logs: 1 });
+  let failures = 1;
+  fake.onSend = (b) => {
+    if (b.records.some((r) => r.topic === 'logs') && failures-- > 0) throw new Error('fake: connection closed');
+  };
+  return fake;
+}
+
 for (const delivery of ['at-least-once', 'exactly-once'] as const) {
   describe(`Kafka sink order after a transient failure (${delivery})`, () => {
     const start = async (fake: FakeKafka) => {
@@ -26,11 +36,7 @@ for (const delivery of ['at-least-once', 'exactly-once'] as const) {
     };
 
     it('answers retry for every chunk of the call queued behind a failed flush, so none is produced ahead of it', async () => {
-      const fake = new FakeKafka({ logs: 1 });
-      let failures = 1;
-      fake.onSend = (b) => {
-        if (b.records.some((r) => r.topic === 'logs') && failures-- > 0) throw new Error('fake: connection closed');
-      };
+      const fake = failingOnce();
       const sink = await start(fake);
       const outcomes = await sink.send([1, 2, 3].map(chunk));
       assert.deepEqual(outcomes.map((o) => o.kind), ['retry', 'retry', 'retry']);
@@ -43,11 +49,7 @@ for (const delivery of ['at-least-once', 'exactly-once'] as const) {
     });
 
     it('answers retry for the chunks of other calls queued at the time of the failure', async () => {
-      const fake = new FakeKafka({ logs: 1 });
-      let failures = 1;
-      fake.onSend = (b) => {
-        if (b.records.some((r) => r.topic === 'logs') && failures-- > 0) throw new Error('fake: connection closed');
-      };
+      const fake = failingOnce();
       const sink = await start(fake);
       const [first, second] = await Promise.all([sink.send([chunk(1), chunk(2)]), sink.send([chunk(3)])]);
       assert.deepEqual([...first, ...second].map((o) => o.kind), ['retry', 'retry', 'retry']);
