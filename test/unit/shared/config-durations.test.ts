@@ -45,7 +45,9 @@ describe('config durations', () => {
     // zod does not validate defaults: feed the filled-in config back as input to check them.
     const gw = parseConfigText(gatewayConfigSchema, GATEWAY);
     assert.deepEqual(gatewayConfigSchema.parse(JSON.parse(JSON.stringify(gw))), gw);
-    const agent = parseConfigText(agentConfigSchema, AGENT);
-    assert.deepEqual(agentConfigSchema.parse(JSON.parse(JSON.stringify(agent))), agent);
+    for (const text of [AGENT, AGENT.replace(/transport: .*\n/, 'transport: {http: {url: "http://gw:8080"}}\n')]) {
+      const agent = parseConfigText(agentConfigSchema, text);
+      assert.deepEqual(agentConfigSchema.parse(JSON.parse(JSON.stringify(agent))), agent);
+    }
   });
 });
