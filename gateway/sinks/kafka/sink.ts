@@ -740,7 +740,9 @@ export class KafkaSink implements Sink {
         if (txn !== undefined) this.metrics.transactions.inc({ result: 'aborted' });
         cleanAbort = txn === undefined || !txn.isActive() || (await txn.abort().then(() => true, () => false));
       } finally {
+        // (the outcomes are set below without a pause, so abortInFlight() finds them)
         this.openTxn = undefined;
+        run.committing = undefined;
       }
     } else {
       for (const [k, req] of requests.entries()) {
