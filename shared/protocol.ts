@@ -14,9 +14,11 @@
  *                        optional `Content-Encoding: gzip`, `Authorization: Bearer <token>`.
  *                        200 ChunkAck only after Kafka has every record (a chunk already
  *                        committed answers 200 with duplicate=true). 4xx: the chunk is refused
- *                        (400 malformed, 401/403 auth or topic, 413 too large, 415 content type);
+ *                        (400 malformed, 401/403 auth, agent id or topic, 413 too large or more
+ *                        than MAX_RECORDS_PER_CHUNK records, 415 content type);
  *                        408/429/503 and 5xx: retry later, honouring Retry-After.
- *   POST /v1/heartbeats  body = Heartbeat as JSON -> 204.
+ *   POST /v1/heartbeats  body = Heartbeat as JSON -> 204 (403 when the token may not speak for
+ *                        its agentId).
  *   Errors answer `{ "error": { "code": "FERRY_...", "message": "..." } }`.
  */
 import { AGENT_ID_PATTERN } from './chunk/codec.js';

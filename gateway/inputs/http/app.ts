@@ -122,7 +122,7 @@ export function buildHttpApp(opts: HttpAppOptions): FastifyInstance {
   void app.register(producePlugin, ctx);
   void app.register(heartbeatsPlugin, ctx);
 
-  if (!auth.enabled) log.warn('http.tokens is empty: the HTTP input accepts requests without authentication');
+  if (!auth.enabled) log.warn('http.allowAnonymous is true: the HTTP input accepts requests without authentication, for every topic and agent id');
   return app;
 }
 

@@ -1,23 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { HEARTBEAT_MAX_STRING, parseHeartbeat } from '../../../shared/protocol.js';
+import { heartbeat } from '../gateway/http/fixtures.js';
 
-function wire(over: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    v: 1,
-    agentId: 'web-01',
-    host: 'web-01.example',
-    version: '0.1.0',
-    sentAtMs: 1_700_000_000_000,
-    startedAtMs: 1_699_999_000_000,
-    spool: { chunks: 3, bytes: 4096, oldestUnshippedAgeMs: 1500, full: false },
-    lastShipAtMs: 1_699_999_990_000,
-    transport: 'nats',
-    inputs: 1,
-    files: 2,
-    ...over,
-  };
-}
+/** A valid heartbeat as it comes off the wire. */
+const wire = (over: Record<string, unknown> = {}): Record<string, unknown> => heartbeat({ transport: 'nats', ...over });
 
 describe('parseHeartbeat', () => {
   it('returns a fresh object holding the known fields of a valid heartbeat', () => {
