@@ -96,7 +96,9 @@ const http = z
       .describe('chunk and produce requests one token (or the anonymous sender) may have admitted at once; more are answered 429, so one sender cannot hold every slot'),
     requestTimeoutMs: ms({ min: 100 }).default(30000).describe('a request (headers and body) must arrive within this long, else 408 and the connection is closed'),
     headersTimeoutMs: ms({ min: 100 }).default(10000).describe('the request headers must arrive within this long (capped at requestTimeoutMs)'),
-    idleTimeoutMs: ms({ min: 100 }).default(30000).describe('a connection on which nothing moves for this long is closed'),
+    idleTimeoutMs: ms({ min: 100 })
+      .default(120000)
+      .describe('a connection on which nothing moves for this long is closed, also while its request waits for Kafka: keep it above kafka.requestTimeoutMs'),
     keepAliveTimeoutMs: ms({ min: 100 }).default(5000).describe('an idle keep-alive connection is closed after this long'),
     tls: tlsFiles.optional(),
   })

@@ -44,7 +44,7 @@ describe('gateway config: the HTTP input and the monitor are closed by default',
   it('has finite request, header, idle and keep-alive timeouts and a per-token concurrency limit by default', () => {
     const c = parseConfigText(gatewayConfigSchema, `${KAFKA}http:\n  tokens: ["a"]\n`, 'gateway.yaml', {});
     const h = c.http!;
-    assert.deepEqual([h.requestTimeoutMs, h.headersTimeoutMs, h.idleTimeoutMs, h.keepAliveTimeoutMs], [30000, 10000, 30000, 5000]);
+    assert.deepEqual([h.requestTimeoutMs, h.headersTimeoutMs, h.idleTimeoutMs, h.keepAliveTimeoutMs], [30000, 10000, 120000, 5000]);
     assert.ok(h.maxConcurrentRequestsPerToken < h.maxConcurrentRequests);
   });
 

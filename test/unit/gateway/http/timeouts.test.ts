@@ -115,3 +115,17 @@ describe('HTTP input against slow senders (real sockets)', () => {
     }
   });
 });
+
+describe('HTTP input idle connections (real sockets)', () => {
+  it('closes a keep-alive connection left idle after its answer for http.keepAliveTimeoutMs', async () => {
+    const { input, host, port } = await startInput({ keepAliveTimeoutMs: 300 });
+    try {
+      const idle = trickle(host, port, 'GET /v1/agents HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer other-secret\r\n\r\n', '', 1_000_000);
+      const tookMs = await idle.closed;
+      assert.match(idle.received(), /^HTTP\/1\.1 200/);
+      assert.ok(tookMs >= 250 && tookMs < 4000, `closed after ${tookMs} ms`);
+    } finally {
+      await input.stop(Date.now() + 2000);
+    }
+  });
+});
