@@ -61,10 +61,6 @@ interface Entry {
 const MIN_INTERVAL_MS = 100;
 const MAX_INTERVAL_MS = 3600 * 1000;
 
-function num(v: unknown, fallback: number): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
-}
-
 export class AgentRegistry {
   readonly #agents = new Map<string, Entry>();
   readonly #opts: AgentRegistryOptions;
@@ -101,7 +97,10 @@ export class AgentRegistry {
     return this.#agents.size;
   }
 
-  /** Records a heartbeat (already validated with parseHeartbeat). */
+  /**
+   * Records a heartbeat. It must come from parseHeartbeat (a fresh, validated, length-capped
+   * copy: what is kept per agent is bounded).
+   */
   record(hb: Heartbeat, via: AgentTransport, nowMs: number = this.#now()): void {
     const prev = this.#agents.get(hb.agentId);
     if (prev && hb.sentAtMs < prev.hb.sentAtMs) return;
@@ -139,24 +138,19 @@ export class AgentRegistry {
       out.push({
         id,
         host: hb.host,
-        version: typeof hb.version === 'string' ? hb.version : 'unknown',
-        transport: hb.transport === 'nats' ? 'nats' : 'http',
+        version: hb.version,
+        transport: hb.transport,
         via: e.via,
         lastSeenMs: e.lastSeenMs,
         lastSeen: new Date(e.lastSeenMs).toISOString(),
         sentAtMs: hb.sentAtMs,
-        startedAtMs: num(hb.startedAtMs, 0),
+        startedAtMs: hb.startedAtMs,
         connected: this.#connected(e, nowMs),
         heartbeatIntervalMs: this.#interval(e),
-        spool: {
-          chunks: hb.spool.chunks,
-          bytes: hb.spool.bytes,
-          oldestUnshippedAgeMs: typeof hb.spool.oldestUnshippedAgeMs === 'number' ? hb.spool.oldestUnshippedAgeMs : null,
-          full: hb.spool.full === true,
-        },
-        lastShipAtMs: typeof hb.lastShipAtMs === 'number' ? hb.lastShipAtMs : null,
-        inputs: num(hb.inputs, 0),
-        files: num(hb.files, 0),
+        spool: { ...hb.spool },
+        lastShipAtMs: hb.lastShipAtMs,
+        inputs: hb.inputs,
+        files: hb.files,
       });
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

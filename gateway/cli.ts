@@ -33,7 +33,10 @@ export function summarizeGatewayConfig(c: GatewayConfig): string[] {
     `kafka: ${c.kafka.brokers.join(',')} (delivery ${c.kafka.delivery}, driver ${c.kafka.driver}, key ${c.kafka.key}, headers ${c.kafka.headers.join(',')})`,
   ];
   if (c.nats) lines.push(`nats: ${c.nats.servers.join(',')} stream ${c.nats.stream} subjects ${c.nats.subjectPrefix}.> consumer ${c.nats.consumer}`);
-  if (c.http) lines.push(`http: listen ${c.http.listen}, ${c.http.tokens.length} token(s), body limit ${formatBytes(c.http.bodyLimitBytes)}`);
+  if (c.http) {
+    const auth = c.http.allowAnonymous ? 'NO authentication (allowAnonymous)' : `${c.http.tokens.length} token(s)`;
+    lines.push(`http: listen ${c.http.listen}, ${auth}, body limit ${formatBytes(c.http.bodyLimitBytes)}`);
+  }
   lines.push(`monitor: http://${c.monitor.listen}`);
   return lines;
 }

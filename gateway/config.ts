@@ -67,24 +67,55 @@ const nats = z.strictObject({
   tls: tlsFiles.optional(),
 });
 
+const agentPatterns = z.array(z.string().min(1)).describe('agent id patterns ("*" matches any run of characters)');
+
 const token = z.union([
-  z.string().min(1),
-  z.strictObject({ token: z.string().min(1), allowTopics: topicPatterns.default(['*']), name: z.string().optional() }),
+  z.string().min(1).describe('shorthand for { token, allowTopics: ["*"], agents: ["*"] }: full trust'),
+  z.strictObject({
+    token: z.string().min(1),
+    allowTopics: topicPatterns.default(['*']),
+    agents: agentPatterns
+      .default([])
+      .describe('agent ids whose chunks and heartbeats this token may send (default none: a produce-only token); ["*"] for any agent'),
+    name: z.string().optional(),
+  }),
 ]);
 
-const http = z.strictObject({
-  listen: listenAddress.default('0.0.0.0:8080'),
-  tokens: z.array(token).default([]).describe('bearer tokens accepted; none means no authentication'),
-  bodyLimitBytes: bytes({ min: 1024 }).default(16 * 1024 * 1024).describe('largest request body, and largest body after gzip decompression (413 beyond)'),
-  retryAfterMs: ms({ min: 0 }).default(2000).describe('Retry-After sent with 503 answers when Kafka is unavailable or the gateway is draining'),
-  maxConcurrentRequests: z
-    .number()
-    .int()
-    .min(1)
-    .default(256)
-    .describe('chunk and produce requests handled at once (bodies included); more are answered 429 with Retry-After, bounding memory to about this many bodies'),
-  tls: tlsFiles.optional(),
-});
+const http = z
+  .strictObject({
+    listen: listenAddress.default('0.0.0.0:8080'),
+    tokens: z.array(token).default([]).describe('bearer tokens accepted; at least one is required unless allowAnonymous is true'),
+    allowAnonymous: z.boolean().default(false).describe('accept requests without authentication (only with no tokens): anyone who reaches http.listen can produce to any topic'),
+    bodyLimitBytes: bytes({ min: 1024 }).default(16 * 1024 * 1024).describe('largest request body, and largest body after gzip decompression (413 beyond)'),
+    retryAfterMs: ms({ min: 0 }).default(2000).describe('Retry-After sent with 503 answers when Kafka is unavailable or the gateway is draining'),
+    maxConcurrentRequests: z
+      .number()
+      .int()
+      .min(1)
+      .default(256)
+      .describe('chunk and produce requests handled at once (bodies included); more are answered 429 with Retry-After, bounding memory to about this many bodies'),
+    maxConcurrentRequestsPerToken: z
+      .number()
+      .int()
+      .min(1)
+      .default(64)
+      .describe('chunk and produce requests one token (or the anonymous sender) may have admitted at once; more are answered 429, so one sender cannot hold every slot'),
+    requestTimeoutMs: ms({ min: 100 }).default(30000).describe('a request (headers and body) must arrive within this long, else 408 and the connection is closed'),
+    headersTimeoutMs: ms({ min: 100 }).default(10000).describe('the request headers must arrive within this long (capped at requestTimeoutMs)'),
+    idleTimeoutMs: ms({ min: 100 })
+      .default(120000)
+      .describe('a connection on which nothing moves for this long is closed, also while its request waits for Kafka: keep it above kafka.requestTimeoutMs'),
+    keepAliveTimeoutMs: ms({ min: 100 }).default(5000).describe('an idle keep-alive connection is closed after this long'),
+    tls: tlsFiles.optional(),
+  })
+  .superRefine((h, ctx) => {
+    if (h.tokens.length === 0 && !h.allowAnonymous) {
+      ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'at least one token is required (or set http.allowAnonymous: true to accept requests without authentication)' });
+    }
+    if (h.tokens.length > 0 && h.allowAnonymous) {
+      ctx.addIssue({ code: 'custom', path: ['allowAnonymous'], message: 'allowAnonymous: true cannot be combined with http.tokens (remove one)' });
+    }
+  });
 
 export const gatewayConfigSchema = z
   .strictObject({
@@ -95,14 +126,18 @@ export const gatewayConfigSchema = z
     http: http.optional(),
     monitor: z
       .strictObject({
-        listen: listenAddress.default('0.0.0.0:9465').describe('/healthz, /readyz, /metrics, /v1/agents'),
+        listen: listenAddress.default('127.0.0.1:9465').describe('/healthz, /readyz, /metrics, /v1/agents (no authentication: keep it on an internal interface)'),
         agentHeartbeatIntervalMs: ms({ min: 100 })
           .default(5000)
           .describe("agents' heartbeat interval, assumed until an agent's own interval is observed; an agent is connected while seen within 3 intervals"),
         agentForgetAfterMs: ms({ min: 1000, max: MAX_AGE_MS }).default(24 * 3600 * 1000).describe('an agent not heard from for this long is dropped from /v1/agents'),
         maxAgents: z.number().int().min(1).default(100000).describe('at most this many agents are tracked; the longest silent one is dropped first'),
       })
-      .default({ listen: '0.0.0.0:9465', agentHeartbeatIntervalMs: 5000, agentForgetAfterMs: 24 * 3600 * 1000, maxAgents: 100000 }),
+      .default({ listen: '127.0.0.1:9465', agentHeartbeatIntervalMs: 5000, agentForgetAfterMs: 24 * 3600 * 1000, maxAgents: 100000 }),
+    allowUnderscoreTopics: z
+      .boolean()
+      .default(false)
+      .describe('let senders write to topics starting with "_" (topics starting with "__" and kafka.committedTopic are refused on every input whatever this says)'),
     startupTimeoutMs: ms()
       .default(60000)
       .describe('run: how long Kafka (and NATS, when set) may stay unreachable at start before the gateway exits 1 saying why; 0 waits forever'),

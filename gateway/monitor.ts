@@ -1,6 +1,7 @@
 /**
  * The gateway's monitor: a small separate HTTP server on `monitor.listen` (default
- * 0.0.0.0:9465), without authentication (keep it on an internal interface):
+ * 127.0.0.1:9465), without authentication (keep it on an internal interface: /v1/agents lists
+ * every agent's host and state):
  *   GET /healthz    200 while the process runs and its event loop answers
  *   GET /readyz     200 when every check is ready (Kafka sink; NATS input when configured;
  *                   HTTP input when configured), else 503; the body lists each check

@@ -37,6 +37,7 @@ import { Monitor, readiness, type HealthCheck } from './monitor.js';
 import { createKafkaSink } from './sinks/kafka/sink.js';
 import type { Sink } from './sinks/sink.js';
 import type { Heartbeat } from '../shared/protocol.js';
+import { reservedTopicsOf, type ReservedTopics } from './topics.js';
 
 /** A gateway component as run.ts drives it. */
 export interface Component {
@@ -48,7 +49,15 @@ export interface Component {
 /** How the gateway makes its sink and JetStream input (tests inject fakes). */
 export interface GatewayFactories {
   sink(config: GatewayConfig['kafka'], opts: { gatewayId: string; log: Logger; registry: Registry }): Sink;
-  jetstream(opts: { config: NonNullable<GatewayConfig['nats']>; sink: Sink; log: Logger; registry: Registry; onHeartbeat: (hb: Heartbeat) => void }): Component;
+  jetstream(opts: {
+    config: NonNullable<GatewayConfig['nats']>;
+    sink: Sink;
+    log: Logger;
+    registry: Registry;
+    onHeartbeat: (hb: Heartbeat) => void;
+    /** topics no input may write (kafka.committedTopic, `__*`, `_*`): gateway/topics.ts */
+    reserved: ReservedTopics;
+  }): Component;
 }
 
 export const defaultFactories: GatewayFactories = {
@@ -158,15 +167,16 @@ export class Gateway {
         return { component: sink, start: () => sink.start() };
       });
       const sink = this.#sink;
+      const reserved = reservedTopicsOf(c);
       if (c.nats) {
         const nats = c.nats;
         this.#jetstream = await this.#startWithRetry('nats', `NATS at ${nats.servers.join(', ')} (nats.servers)`, () => {
-          const input = this.#factories.jetstream({ config: nats, sink, log: this.#rootLog, registry: this.#registry, onHeartbeat: (hb) => this.agents.record(hb, 'nats') });
+          const input = this.#factories.jetstream({ config: nats, sink, log: this.#rootLog, registry: this.#registry, onHeartbeat: (hb) => this.agents.record(hb, 'nats'), reserved });
           return { component: input, start: () => input.start() };
         });
       }
       if (c.http) {
-        const http = new HttpInput({ config: c.http, sink, agents: this.agents, log: this.#rootLog, registry: this.#registry, gatewayId: c.id });
+        const http = new HttpInput({ config: c.http, sink, agents: this.agents, log: this.#rootLog, registry: this.#registry, gatewayId: c.id, reserved });
         try {
           await http.start();
         } catch (err) {

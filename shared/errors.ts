@@ -57,6 +57,21 @@ export class ChunkMalformedError extends FerryError {
   }
 }
 
+/**
+ * A chunk that holds more records than MAX_RECORDS_PER_CHUNK (shared/chunk/codec.ts): refused
+ * before any record is decoded. A ChunkMalformedError (code FERRY_CHUNK_MALFORMED), so whoever
+ * handles malformed chunks handles it too; the HTTP input answers it with 413.
+ */
+export class ChunkRecordLimitError extends ChunkMalformedError {
+  readonly records: number;
+  readonly limit: number;
+  constructor(records: number, limit: number) {
+    super(`malformed chunk: it holds ${records} records, more than the ${limit} a chunk may hold`);
+    this.records = records;
+    this.limit = limit;
+  }
+}
+
 /** A chunk written by a newer wire version than this process understands. */
 export class ChunkVersionError extends FerryError {
   readonly version: number;

@@ -14,11 +14,14 @@
  *                        optional `Content-Encoding: gzip`, `Authorization: Bearer <token>`.
  *                        200 ChunkAck only after Kafka has every record (a chunk already
  *                        committed answers 200 with duplicate=true). 4xx: the chunk is refused
- *                        (400 malformed, 401/403 auth or topic, 413 too large, 415 content type);
+ *                        (400 malformed, 401/403 auth, agent id or topic, 413 too large or more
+ *                        than MAX_RECORDS_PER_CHUNK records, 415 content type);
  *                        408/429/503 and 5xx: retry later, honouring Retry-After.
- *   POST /v1/heartbeats  body = Heartbeat as JSON -> 204.
+ *   POST /v1/heartbeats  body = Heartbeat as JSON -> 204 (403 when the token may not speak for
+ *                        its agentId).
  *   Errors answer `{ "error": { "code": "FERRY_...", "message": "..." } }`.
  */
+import { AGENT_ID_PATTERN } from './chunk/codec.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -65,12 +68,48 @@ export interface ErrorBody {
   error: { code: string; message: string };
 }
 
-/** Validates a heartbeat from the wire; returns null (and never throws) when it is not one. */
+/** Longest string field kept from a heartbeat (longer ones are cut to this many characters). */
+export const HEARTBEAT_MAX_STRING = 256;
+
+function cappedString(v: unknown): string | null {
+  return typeof v === 'string' ? v.slice(0, HEARTBEAT_MAX_STRING) : null;
+}
+
+/** A finite non-negative number up to 2^53 (counts, sizes, ms timestamps and ages), else null. */
+function count(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER ? v : null;
+}
+
+/**
+ * Validates a heartbeat from the wire; returns null (and never throws) when it is not one.
+ * Required: `v`, `agentId` (AGENT_ID_PATTERN), `host`, `sentAtMs`, `spool.chunks`,
+ * `spool.bytes`. The result is a fresh object holding only the known fields, validated: strings
+ * cut to HEARTBEAT_MAX_STRING characters, numbers finite, non-negative and at most 2^53
+ * (an optional one that is not becomes its default), unknown fields dropped. So what the
+ * gateway keeps per agent is bounded whatever a sender puts in the JSON.
+ */
 export function parseHeartbeat(value: unknown): Heartbeat | null {
   if (value === null || typeof value !== 'object') return null;
-  const h = value as Partial<Heartbeat>;
-  if (h.v !== PROTOCOL_VERSION || typeof h.agentId !== 'string' || typeof h.host !== 'string') return null;
-  if (typeof h.sentAtMs !== 'number' || typeof h.spool !== 'object' || h.spool === null) return null;
-  if (typeof h.spool.chunks !== 'number' || typeof h.spool.bytes !== 'number') return null;
-  return h as Heartbeat;
+  const h = value as Record<string, unknown>;
+  const spool = h.spool as Record<string, unknown> | null | undefined;
+  if (h.v !== PROTOCOL_VERSION || typeof h.agentId !== 'string' || !AGENT_ID_PATTERN.test(h.agentId)) return null;
+  const host = cappedString(h.host);
+  const sentAtMs = count(h.sentAtMs);
+  if (host === null || sentAtMs === null || spool === null || typeof spool !== 'object') return null;
+  const chunks = count(spool.chunks);
+  const bytes = count(spool.bytes);
+  if (chunks === null || bytes === null) return null;
+  return {
+    v: PROTOCOL_VERSION,
+    agentId: h.agentId,
+    host,
+    version: cappedString(h.version) ?? 'unknown',
+    sentAtMs,
+    startedAtMs: count(h.startedAtMs) ?? 0,
+    spool: { chunks, bytes, oldestUnshippedAgeMs: count(spool.oldestUnshippedAgeMs), full: spool.full === true },
+    lastShipAtMs: count(h.lastShipAtMs),
+    transport: h.transport === 'nats' ? 'nats' : 'http',
+    inputs: count(h.inputs) ?? 0,
+    files: count(h.files) ?? 0,
+  };
 }

@@ -16,17 +16,26 @@
  *   end    nothing may follow
  *
  * Invariants (checked by decodeChunk):
+ * - a chunk holds at most MAX_RECORDS_PER_CHUNK records (checked before anything is allocated
+ *   per record: a small body of millions of empty records is refused at once);
  * - record i starts in the file at `previous end + gap` (the first at `offsetStart + gap`) and
  *   its bytes are the `length` bytes that follow in data; a record is the line without its
  *   newline, so consecutive lines have gap 1;
  * - every record lies inside [offsetStart, offsetEnd], records are in file order;
  * - record bytes are opaque: invalid UTF-8 and binary content are carried unchanged.
  */
-import { ChunkMalformedError, ChunkVersionError } from '../errors.js';
+import { ChunkMalformedError, ChunkRecordLimitError, ChunkVersionError } from '../errors.js';
 
 export const CHUNK_MAGIC = Buffer.from('FRYC', 'ascii');
 export const CHUNK_VERSION = 1;
 export const CHUNK_CONTENT_TYPE = 'application/vnd.ferry.chunk';
+/**
+ * Most records one chunk may hold; decodeChunk refuses more (ChunkRecordLimitError). Every
+ * record becomes one Kafka record (~65 CPU-µs in the gateway's client) and one decoded object,
+ * so this bounds a chunk's cost to seconds and tens of MiB whatever its byte size. Producers
+ * (the agent's chunker) must cut a chunk at this many records.
+ */
+export const MAX_RECORDS_PER_CHUNK = 65_536;
 
 /** Record flags: how a record relates to the line(s) it came from. */
 export const RecordFlag = {
@@ -202,6 +211,7 @@ export function validateHeader(h: unknown): ChunkHeader {
     readAtMs: int('readAtMs'),
   };
   if (header.offsetEnd < header.offsetStart) fail('header.offsetEnd is before header.offsetStart');
+  if (header.lineCount > MAX_RECORDS_PER_CHUNK) throw new ChunkRecordLimitError(header.lineCount, MAX_RECORDS_PER_CHUNK);
   return header;
 }
 
@@ -236,6 +246,7 @@ export function decodeChunk(buf: Uint8Array): DecodedChunk {
   let pos = bodyStart;
   const count = b.readUInt32BE(pos);
   pos += 4;
+  if (count > MAX_RECORDS_PER_CHUNK) throw new ChunkRecordLimitError(count, MAX_RECORDS_PER_CHUNK);
   if (count !== header.lineCount) fail(`record count ${count} differs from header.lineCount ${header.lineCount}`);
   // Each entry takes at least 3 bytes: bound the count before allocating anything.
   if (count * 3 > b.length - pos) fail(`record count ${count} does not fit in ${b.length} bytes`);

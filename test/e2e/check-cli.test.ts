@@ -17,6 +17,9 @@ function run(program: keyof typeof cli, args: string[], env: NodeJS.ProcessEnv =
   return { code: res.status, stdout: res.stdout, stderr: res.stderr };
 }
 
+/** The secrets the example configs read from the environment. */
+const SECRETS = { FERRY_TOKEN: 'example-agent-token', FERRY_REST_TOKEN: 'example-rest-token' };
+
 describe('ferry-agent check and ferry-gateway check', () => {
   let dir: string;
   before(() => {
@@ -29,9 +32,21 @@ describe('ferry-agent check and ferry-gateway check', () => {
     assert.ok(examples.length >= 3, `expected example configs, found ${examples.join(', ')}`);
     for (const file of examples) {
       const program = file.startsWith('gateway') ? 'gateway' : 'agent';
-      const res = run(program, ['check', '--config', join(root, 'deploy/examples', file)]);
+      const res = run(program, ['check', '--config', join(root, 'deploy/examples', file)], SECRETS);
       assert.equal(res.code, 0, `${file}: ${res.stderr}`);
       assert.match(res.stdout, /: OK\n/);
+    }
+  });
+
+  it('refuse the example configs that need a secret when its variable is unset (no fallback secrets)', () => {
+    const unset = Object.fromEntries(Object.keys(SECRETS).map((k) => [k, '']));
+    for (const [file, program, key] of [
+      ['gateway.yaml', 'gateway', /http\.tokens\[0\]\.token: environment variable FERRY_TOKEN is not set/],
+      ['agent-http.yaml', 'agent', /transport\.http\.token: environment variable FERRY_TOKEN is not set/],
+    ] as const) {
+      const res = run(program, ['check', '--config', join(root, 'deploy/examples', file)], unset);
+      assert.equal(res.code, 1, `${file}: ${res.stdout}`);
+      assert.match(res.stderr, key);
     }
   });
 

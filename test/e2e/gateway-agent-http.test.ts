@@ -41,7 +41,7 @@ kafka:
   lingerMs: 5
 http:
   listen: "127.0.0.1:${httpPort}"
-  tokens: [{ token: "agent-secret", name: "agents", allowTopics: ["e2e-*"] }]
+  tokens: [{ token: "agent-secret", name: "agents", allowTopics: ["e2e-*"], agents: ["agent-http-*"] }]
 monitor:
   listen: "127.0.0.1:${monitorPort}"
 shutdownTimeoutMs: 10000

@@ -193,7 +193,7 @@ describe('ferry-gateway run refusing to start', () => {
     await using dir = tempDir('gateway-refuse');
     const file = join(dir.path, 'gateway.yaml');
     const closedPort = await freePort();
-    writeFileSync(file, `kafka:\n  brokers: ["127.0.0.1:${closedPort}"]\nhttp:\n  listen: "127.0.0.1:0"\nmonitor:\n  listen: "127.0.0.1:0"\nstartupTimeoutMs: 1500\n`);
+    writeFileSync(file, `kafka:\n  brokers: ["127.0.0.1:${closedPort}"]\nhttp:\n  listen: "127.0.0.1:0"\n  allowAnonymous: true\nmonitor:\n  listen: "127.0.0.1:0"\nstartupTimeoutMs: 1500\n`);
     const t0 = Date.now();
     const child = await spawnTracked(process.execPath, [CLI, 'run', '--config', file]);
     await waitFor(() => !child.running(), 30_000, 'the gateway to give up and exit').catch((err: unknown) => {

@@ -30,7 +30,7 @@ describe('HTTP input -> Kafka sink -> real Kafka', () => {
     const config = gatewayConfigSchema.parse({
       id: 'gw-http-it',
       kafka: { brokers: kafka.brokers, lingerMs: 5 },
-      http: { listen: '127.0.0.1:0', tokens: [{ token: TOKEN, name: 'it', allowTopics: ['http-*'] }] },
+      http: { listen: '127.0.0.1:0', tokens: [{ token: TOKEN, name: 'it', allowTopics: ['http-*'], agents: ['*'] }] },
     });
     const registry = createRegistry({ defaultMetrics: false });
     const log = silentLogger();
@@ -129,7 +129,7 @@ describe('HTTP input -> Kafka sink -> real Kafka', () => {
     const aloConfig = gatewayConfigSchema.parse({
       id: 'gw-http-alo',
       kafka: { brokers: kafka.brokers, lingerMs: 5, delivery: 'at-least-once' },
-      http: { listen: '127.0.0.1:0', tokens: [{ token: TOKEN, name: 'it', allowTopics: ['http-*'] }] },
+      http: { listen: '127.0.0.1:0', tokens: [{ token: TOKEN, name: 'it', allowTopics: ['http-*'], agents: ['*'] }] },
     });
     const aloSink = createKafkaSink(aloConfig.kafka, { gatewayId: aloConfig.id, log, registry });
     await aloSink.start();

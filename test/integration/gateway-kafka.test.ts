@@ -16,7 +16,7 @@ let kafka: KafkaBroker;
 const sinks: KafkaSink[] = [];
 
 function kafkaConfig(overrides: Record<string, unknown> = {}): GatewayConfig['kafka'] {
-  return gatewayConfigSchema.parse({ id: 'gw-test', kafka: { brokers: kafka.brokers, requestTimeoutMs: 10_000, ...overrides }, http: {} }).kafka;
+  return gatewayConfigSchema.parse({ id: 'gw-test', kafka: { brokers: kafka.brokers, requestTimeoutMs: 10_000, ...overrides }, http: { allowAnonymous: true } }).kafka;
 }
 
 async function startSink(overrides: Record<string, unknown> = {}, gatewayId = 'gw-1'): Promise<KafkaSink> {

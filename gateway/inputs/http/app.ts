@@ -6,12 +6,18 @@
  *   produce.ts     POST /topics/:topic    REST Proxy v2-shaped JSON produce
  *   heartbeats.ts  POST /v1/heartbeats, GET /v1/agents
  * Every refusal answers `{ "error": { "code": "FERRY_...", "message" } }` (errors.ts).
+ *
+ * Slow senders cannot hold connections for ever: a request's headers must arrive within
+ * http.headersTimeoutMs and the whole request within http.requestTimeoutMs (node answers 408
+ * and closes), a connection idle for http.idleTimeoutMs is closed, and so is an idle keep-alive
+ * one after http.keepAliveTimeoutMs. Node checks the first two every CHECK_INTERVAL_MS at most.
  */
 import { readFileSync } from 'node:fs';
 import { fastify, type FastifyInstance } from 'fastify';
 import type { Logger } from '../../../shared/log.js';
 import type { Registry } from '../../../shared/metrics.js';
 import type { AgentRegistry } from '../../agents.js';
+import { DEFAULT_RESERVED, type ReservedTopics } from '../../topics.js';
 import type { Sink } from '../../sinks/sink.js';
 import { TokenAuth } from './auth.js';
 import { chunksPlugin } from './chunks.js';
@@ -31,6 +37,18 @@ export interface HttpAppOptions {
   gatewayId?: string;
   /** shared with HttpInput so stop() can drain; a fresh one by default */
   state?: DrainState;
+  /** topics no sender may write (from the gateway config); the defaults otherwise */
+  reserved?: ReservedTopics;
+}
+
+/** How often node checks requests against headersTimeout/requestTimeout, at most. */
+const CHECK_INTERVAL_MS = 1000;
+
+/** Node's server timeouts from the http config (plain and TLS servers take the same options). */
+function serverTimeouts(config: HttpConfig): { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number } {
+  const requestTimeout = config.requestTimeoutMs;
+  const headersTimeout = Math.min(config.headersTimeoutMs, requestTimeout);
+  return { requestTimeout, headersTimeout, connectionsCheckingInterval: Math.max(25, Math.min(CHECK_INTERVAL_MS, Math.floor(headersTimeout / 4))) };
 }
 
 export function newDrainState(): DrainState {
@@ -52,7 +70,8 @@ function httpsOptions(config: HttpConfig): { key: Buffer; cert: Buffer; ca?: Buf
 
 export function buildHttpApp(opts: HttpAppOptions): FastifyInstance {
   const log = opts.log.child({ component: 'http-input' });
-  const auth = new TokenAuth(opts.config.tokens);
+  const reserved = opts.reserved ?? DEFAULT_RESERVED;
+  const auth = new TokenAuth(opts.config.tokens, reserved);
   const telemetry = new HttpTelemetry(log, opts.registry);
   const ctx: HttpContext = {
     config: opts.config,
@@ -63,12 +82,17 @@ export function buildHttpApp(opts: HttpAppOptions): FastifyInstance {
     caller: new SinkCaller(opts.sink),
     gatewayId: opts.gatewayId ?? 'gateway',
     state: opts.state ?? newDrainState(),
+    reserved,
   };
   const https = httpsOptions(opts.config);
+  const timeouts = serverTimeouts(opts.config);
   const app = fastify({
     logger: false,
     bodyLimit: opts.config.bodyLimitBytes,
-    ...(https ? { https } : {}),
+    requestTimeout: timeouts.requestTimeout,
+    connectionTimeout: opts.config.idleTimeoutMs,
+    keepAliveTimeout: opts.config.keepAliveTimeoutMs,
+    ...(https ? { https: { ...https, ...timeouts } } : { http: timeouts }),
   }) as unknown as FastifyInstance;
 
   app.decorateRequest('ferryCredential', null);
@@ -98,7 +122,7 @@ export function buildHttpApp(opts: HttpAppOptions): FastifyInstance {
   void app.register(producePlugin, ctx);
   void app.register(heartbeatsPlugin, ctx);
 
-  if (!auth.enabled) log.warn('http.tokens is empty: the HTTP input accepts requests without authentication');
+  if (!auth.enabled) log.warn('http.allowAnonymous is true: the HTTP input accepts requests without authentication, for every topic and agent id');
   return app;
 }
 

@@ -2,16 +2,17 @@
  * `POST /v1/chunks`: the agent protocol's HTTP transport (shared/protocol.ts).
  *
  * body = one encoded chunk (`Content-Type: application/vnd.ferry.chunk`, optional
- * `Content-Encoding: gzip`) -> decodeChunk -> topic allowed for the token? -> sink -> 200
+ * `Content-Encoding: gzip`) -> decodeChunk (more than MAX_RECORDS_PER_CHUNK records: 413 before
+ * any record is decoded) -> agent id and topic allowed for the token? (403) -> sink -> 200
  * ChunkAck only once Kafka has every record (duplicate=true when the chunk was already
  * committed, or was in flight through this gateway). A resend of the same chunk is safe: the
  * sink deduplicates by `agentId/seq`.
  */
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify';
 import { CHUNK_CONTENT_TYPE, chunkId, decodeChunk, type DecodedChunk } from '../../../shared/chunk/codec.js';
-import { ChunkVersionError } from '../../../shared/errors.js';
+import { ChunkRecordLimitError, ChunkVersionError } from '../../../shared/errors.js';
 import { HTTP_CHUNKS_PATH, type ChunkAck } from '../../../shared/protocol.js';
-import { checkTopic } from './auth.js';
+import { checkAgent, checkTopic } from './auth.js';
 import { addRawBodyParser } from './body.js';
 import { authHook, admissionHook, tracked, outcomeToHttpError, type HttpContext } from './context.js';
 import { HttpError } from './errors.js';
@@ -20,6 +21,7 @@ function decode(body: Buffer): DecodedChunk {
   try {
     return decodeChunk(body);
   } catch (err) {
+    if (err instanceof ChunkRecordLimitError) throw new HttpError(413, 'FERRY_TOO_MANY_RECORDS', err.message, { cause: err });
     if (err instanceof ChunkVersionError) throw new HttpError(400, 'FERRY_CHUNK_VERSION', err.message, { cause: err });
     throw new HttpError(400, 'FERRY_CHUNK_MALFORMED', err instanceof Error ? err.message : String(err), { cause: err });
   }
@@ -48,6 +50,7 @@ export const chunksPlugin: FastifyPluginCallback<HttpContext> = (app: FastifyIns
         const id = chunkId(header.agentId, header.seq);
         fields.chunk = id;
         fields.topic = header.topic;
+        checkAgent(cred, header.agentId);
         checkTopic(cred, header.topic);
         const outcome = await ctx.caller.send({ chunk, source: cred.name }, id);
         if (outcome.kind !== 'ok') throw outcomeToHttpError(outcome, header.topic, ctx.config.retryAfterMs);

@@ -6,6 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayConfig } from '../../config.js';
 import type { Sink, SinkChunk, SinkOutcome } from '../../sinks/sink.js';
 import type { AgentRegistry } from '../../agents.js';
+import type { ReservedTopics } from '../../topics.js';
 import type { Credential, TokenAuth } from './auth.js';
 import { HttpError } from './errors.js';
 import type { HttpTelemetry } from './telemetry.js';
@@ -33,6 +34,8 @@ export interface HttpContext {
   caller: SinkCaller;
   gatewayId: string;
   state: DrainState;
+  /** topics no credential may write (gateway/topics.ts) */
+  reserved: ReservedTopics;
 }
 
 declare module 'fastify' {
@@ -55,28 +58,39 @@ export function authHook(ctx: HttpContext) {
 }
 
 /**
- * onRequest hook for data routes: 503 while draining (with Retry-After and Connection: close);
- * 429 with Retry-After when http.maxConcurrentRequests are already admitted (back pressure:
- * the sender keeps the data and retries; memory stays bounded). Admitted requests are counted
- * until their connection answers or closes.
+ * onRequest hook for data routes (after authHook): 503 while draining (with Retry-After and
+ * Connection: close); 429 with Retry-After when http.maxConcurrentRequests are already
+ * admitted, or http.maxConcurrentRequestsPerToken of this credential (back pressure: the sender
+ * keeps the data and retries; memory stays bounded; one token, e.g. slow trickling bodies,
+ * cannot hold every slot). Admitted requests are counted until their connection answers or
+ * closes.
  */
 export function admissionHook(ctx: HttpContext) {
-  return (_req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void => {
+  return (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void => {
+    const busy = (message: string): void => done(new HttpError(429, 'FERRY_BUSY', message, { retryAfterMs: ctx.config.retryAfterMs }));
     if (ctx.state.draining) {
       void reply.header('connection', 'close');
       done(new HttpError(503, 'FERRY_SHUTTING_DOWN', 'the gateway is shutting down; retry on another gateway or later', { retryAfterMs: ctx.config.retryAfterMs }));
       return;
     }
-    if (ctx.state.admitted >= ctx.config.maxConcurrentRequests) {
-      done(new HttpError(429, 'FERRY_BUSY', `the gateway is handling http.maxConcurrentRequests (${ctx.config.maxConcurrentRequests}) requests; retry later`, { retryAfterMs: ctx.config.retryAfterMs }));
+    const { maxConcurrentRequests: max, maxConcurrentRequestsPerToken: perToken } = ctx.config;
+    if (ctx.state.admitted >= max) {
+      busy(`the gateway is handling http.maxConcurrentRequests (${max}) requests; retry later`);
+      return;
+    }
+    const cred = req.ferryCredential!;
+    if (cred.active >= perToken) {
+      busy(`credential "${cred.name}" already has http.maxConcurrentRequestsPerToken (${perToken}) requests in progress; retry later`);
       return;
     }
     ctx.state.admitted++;
+    cred.active++;
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
       ctx.state.admitted--;
+      cred.active--;
     };
     reply.raw.once('finish', release);
     reply.raw.once('close', release);

@@ -90,8 +90,9 @@ export class HttpInput {
    * credential; the next ones are checked against the new list.
    */
   setTokens(tokens: HttpConfig['tokens']): void {
-    const auth = new TokenAuth(tokens);
-    httpContextOf(this.app).auth = auth;
+    const ctx = httpContextOf(this.app);
+    const auth = new TokenAuth(tokens, ctx.reserved);
+    ctx.auth = auth;
     if (!auth.enabled) this.#log.warn('http.tokens is now empty: the HTTP input accepts requests without authentication');
     this.#log.info({ tokens: tokens.length }, 'HTTP tokens reloaded');
   }

@@ -30,7 +30,7 @@
  * headers or partitions answer 501 if the sink cannot honour them (`Sink.acceptsRecords`).
  */
 import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify';
-import { TOPIC_PATTERN, type ChunkHeader, type DecodedChunk, type DecodedRecord } from '../../../shared/chunk/codec.js';
+import { MAX_RECORDS_PER_CHUNK, TOPIC_PATTERN, type ChunkHeader, type DecodedChunk, type DecodedRecord } from '../../../shared/chunk/codec.js';
 import type { SinkRecord } from '../../sinks/sink.js';
 import { checkTopic } from './auth.js';
 import { addRawBodyParser, parseJson } from './body.js';
@@ -42,7 +42,6 @@ export const PRODUCE_PARTITION_PATH = '/topics/:topic/partitions/:partition';
 export const JSON_V2 = 'application/vnd.kafka.json.v2+json';
 export const BINARY_V2 = 'application/vnd.kafka.binary.v2+json';
 const GENERIC_V2 = 'application/vnd.kafka.v2+json';
-const MAX_RECORDS = 100_000;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 type Format = 'json' | 'binary';
@@ -99,7 +98,9 @@ export function parseProduceBody(body: unknown, format: Format): SinkRecord[] {
   const records = (body as { records?: unknown }).records;
   if (!Array.isArray(records)) throw bad('"records" must be a list');
   if (records.length === 0) throw bad('"records" is empty');
-  if (records.length > MAX_RECORDS) throw bad(`"records" holds ${records.length} records; at most ${MAX_RECORDS} per request`);
+  if (records.length > MAX_RECORDS_PER_CHUNK) {
+    throw new HttpError(413, 'FERRY_TOO_MANY_RECORDS', `"records" holds ${records.length} records; at most ${MAX_RECORDS_PER_CHUNK} per request`);
+  }
   return records.map((r: unknown, i): SinkRecord => {
     const at = `records[${i}]`;
     if (r === null || typeof r !== 'object' || Array.isArray(r)) throw bad(`${at} must be an object`);

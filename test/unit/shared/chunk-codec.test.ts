@@ -6,11 +6,12 @@ import {
   decodeChunk,
   decodeChunkHeader,
   chunkId,
+  MAX_RECORDS_PER_CHUNK,
   RecordFlag,
   type ChunkHeader,
   type RecordEntry,
 } from '../../../shared/chunk/codec.js';
-import { ChunkMalformedError, ChunkVersionError } from '../../../shared/errors.js';
+import { ChunkMalformedError, ChunkRecordLimitError, ChunkVersionError } from '../../../shared/errors.js';
 
 function header(over: Partial<ChunkHeader> = {}): ChunkHeader {
   return {
@@ -143,5 +144,27 @@ describe('chunk codec', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('refuses a chunk of more than MAX_RECORDS_PER_CHUNK records with ChunkRecordLimitError before decoding a record', () => {
+    const n = MAX_RECORDS_PER_CHUNK + 1;
+    const entries: RecordEntry[] = Array.from({ length: n }, (_, i) => ({ gap: i === 0 ? 0 : 1, length: 0, flags: 0 }));
+    const buf = encodeChunk(header({ lineCount: n, offsetEnd: 100 + n }), entries, Buffer.alloc(0));
+    assert.throws(
+      () => decodeChunk(buf),
+      (err: unknown) => err instanceof ChunkRecordLimitError && err instanceof ChunkMalformedError && err.code === 'FERRY_CHUNK_MALFORMED' && err.records === n && err.limit === MAX_RECORDS_PER_CHUNK,
+    );
+    assert.throws(() => decodeChunkHeader(buf), ChunkRecordLimitError, 'the header alone already says too many');
+    // A count field that lies beyond the cap while the header claims a small lineCount.
+    const lying = Buffer.from(encodeChunk(header({ lineCount: 1, offsetEnd: 101 }), [{ gap: 0, length: 1, flags: 0 }], Buffer.from('x')));
+    const countAt = 10 + lying.readUInt32BE(6);
+    lying.writeUInt32BE(0xffffffff, countAt);
+    assert.throws(() => decodeChunk(lying), ChunkRecordLimitError);
+  });
+
+  it('decodes a chunk of exactly MAX_RECORDS_PER_CHUNK records', () => {
+    const n = MAX_RECORDS_PER_CHUNK;
+    const entries: RecordEntry[] = Array.from({ length: n }, (_, i) => ({ gap: i === 0 ? 0 : 1, length: 0, flags: 0 }));
+    assert.equal(decodeChunk(encodeChunk(header({ lineCount: n, offsetEnd: 100 + n }), entries, Buffer.alloc(0))).records.length, n);
   });
 });

@@ -5,11 +5,11 @@ import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { silentLogger } from '../../../../shared/log.js';
 import { createRegistry } from '../../../../shared/metrics.js';
-import { CHUNK_CONTENT_TYPE } from '../../../../shared/chunk/codec.js';
+import { CHUNK_CONTENT_TYPE, MAX_RECORDS_PER_CHUNK } from '../../../../shared/chunk/codec.js';
 import { TopicForbiddenError, KafkaError } from '../../../../shared/errors.js';
 import { buildHttpApp, newDrainState } from '../../../../gateway/inputs/http/app.js';
 import type { DrainState } from '../../../../gateway/inputs/http/context.js';
-import { FakeSink, httpConfig, makeChunk, newAgents } from './fixtures.js';
+import { FakeSink, emptyRecordsChunk, httpConfig, makeChunk, newAgents } from './fixtures.js';
 
 function build(opts: { http?: Record<string, unknown>; sink?: FakeSink; state?: DrainState } = {}) {
   const sink = opts.sink ?? new FakeSink();
@@ -262,7 +262,7 @@ describe('POST /v1/chunks', () => {
 });
 
 describe('bearer token authentication', () => {
-  const tokens = ['plain-secret', { token: 'app-secret', name: 'app-team', allowTopics: ['app-*'] }];
+  const tokens = ['plain-secret', { token: 'app-secret', name: 'app-team', allowTopics: ['app-*'], agents: ['web-*'] }];
 
   it('answers 401 without a token, with a wrong token, and with a non-Bearer scheme', async () => {
     const { app, sink } = build({ http: { tokens } });
@@ -306,8 +306,119 @@ describe('bearer token authentication', () => {
     assert.equal(sink.sent[0]!.source, 'app-team');
   });
 
-  it('needs no token when http.tokens is empty', async () => {
-    const { app } = build({ http: { tokens: [] } });
+  it('needs no token when http.allowAnonymous is true and no tokens are set', async () => {
+    const { app } = build({ http: { tokens: [], allowAnonymous: true } });
     assert.equal((await post(app, makeChunk(['a']))).statusCode, 200);
+  });
+});
+
+describe('hostile chunks', () => {
+  const tokens = ['full-trust', { token: 'web-secret', name: 'web-agents', agents: ['web-*'] }, { token: 'rest-secret', name: 'rest' }];
+
+  it('answers 413 FERRY_TOO_MANY_RECORDS at once for a small gzip body of five million empty records, and sends nothing', async () => {
+    const { app, sink } = build();
+    const bomb = gzipSync(emptyRecordsChunk(5_000_000));
+    assert.ok(bomb.length < 64 * 1024, `the bomb is ${bomb.length} bytes`);
+    const t0 = Date.now();
+    const res = await post(app, bomb, { 'content-encoding': 'gzip' });
+    assert.equal(res.statusCode, 413, res.body);
+    assert.equal(errorOf(res).code, 'FERRY_TOO_MANY_RECORDS');
+    assert.match(errorOf(res).message, new RegExp(`5000000 records, more than the ${MAX_RECORDS_PER_CHUNK}`));
+    assert.ok(Date.now() - t0 < 5000, `answered after ${Date.now() - t0} ms`);
+    assert.equal(sink.calls, 0);
+    assert.equal((await post(app, makeChunk(['still serving']))).statusCode, 200);
+  });
+
+  it('accepts a chunk of exactly MAX_RECORDS_PER_CHUNK empty records', async () => {
+    const { app, sink } = build();
+    const res = await post(app, emptyRecordsChunk(MAX_RECORDS_PER_CHUNK));
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(sink.sent[0]!.chunk.records.length, MAX_RECORDS_PER_CHUNK);
+  });
+
+  it('answers 403 FERRY_AGENT_FORBIDDEN for a chunk claiming an agent id outside the token\'s agents, without sending', async () => {
+    const { app, sink } = build({ http: { tokens } });
+    const web = { authorization: 'Bearer web-secret' };
+    const spoofed = await post(app, makeChunk(['a'], { agentId: 'db-01' }), web);
+    assert.equal(spoofed.statusCode, 403);
+    assert.equal(errorOf(spoofed).code, 'FERRY_AGENT_FORBIDDEN');
+    assert.match(errorOf(spoofed).message, /agent id "db-01" is not allowed for credential "web-agents" \(agents: web-\*\)/);
+    assert.equal(sink.calls, 0);
+    assert.equal((await post(app, makeChunk(['a'], { agentId: 'web-07' }), web)).statusCode, 200);
+    assert.equal((await post(app, makeChunk(['a'], { agentId: 'db-01', seq: 2 }), { authorization: 'Bearer full-trust' })).statusCode, 200, 'a plain string token may send for any agent');
+  });
+
+  it('refuses chunks from a token object without agents (produce-only by default)', async () => {
+    const { app, sink } = build({ http: { tokens } });
+    const res = await post(app, makeChunk(['a']), { authorization: 'Bearer rest-secret' });
+    assert.equal(res.statusCode, 403);
+    assert.equal(errorOf(res).code, 'FERRY_AGENT_FORBIDDEN');
+    assert.match(errorOf(res).message, /\(agents: \(none\)\)/);
+    assert.equal(sink.calls, 0);
+  });
+
+  it('answers 403 for chunks to the committed-chunk topic and internal topics even for a token allowed every topic', async () => {
+    const { app, sink } = build({ http: { tokens } });
+    const auth = { authorization: 'Bearer full-trust' };
+    for (const [seq, topic, why] of [
+      [1, 'ferry.committed-chunks', /committed-chunk topic \(kafka\.committedTopic\)/],
+      [2, '__consumer_offsets', /internal Kafka topic/],
+      [3, '_schemas', /allowUnderscoreTopics is false/],
+    ] as const) {
+      const res = await post(app, makeChunk(['forged'], { seq, topic }), auth);
+      assert.equal(res.statusCode, 403, topic);
+      assert.equal(errorOf(res).code, 'FERRY_TOPIC_FORBIDDEN');
+      assert.match(errorOf(res).message, why);
+    }
+    assert.equal(sink.calls, 0);
+  });
+
+  it('takes the reserved topics from the gateway config: a renamed committed topic, and "_" topics when allowed', async () => {
+    const sink = new FakeSink();
+    const registry = createRegistry({ defaultMetrics: false });
+    const app = buildHttpApp({
+      config: httpConfig({ tokens }),
+      sink,
+      agents: newAgents(registry),
+      log: silentLogger(),
+      registry,
+      reserved: { committedTopic: 'my-markers', allowUnderscore: true },
+    });
+    const auth = { authorization: 'Bearer full-trust' };
+    assert.equal((await post(app, makeChunk(['a'], { topic: 'my-markers' }), auth)).statusCode, 403);
+    assert.equal((await post(app, makeChunk(['a'], { seq: 2, topic: '__consumer_offsets' }), auth)).statusCode, 403);
+    assert.equal((await post(app, makeChunk(['a'], { seq: 3, topic: '_schemas' }), auth)).statusCode, 200);
+    assert.equal((await post(app, makeChunk(['a'], { seq: 4, topic: 'ferry.committed-chunks' }), auth)).statusCode, 200);
+  });
+
+  it('answers 429 beyond http.maxConcurrentRequestsPerToken for one token while another token is still admitted', async () => {
+    const { app, sink } = build({ http: { tokens, maxConcurrentRequestsPerToken: 1 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    sink.outcome = async () => {
+      await gate;
+      return { kind: 'ok', duplicate: false };
+    };
+    const first = post(app, makeChunk(['a']), { authorization: 'Bearer web-secret' });
+    while (sink.calls < 1) await new Promise((r) => setImmediate(r));
+    const busy = await post(app, makeChunk(['b'], { seq: 2 }), { authorization: 'Bearer web-secret' });
+    assert.equal(busy.statusCode, 429);
+    assert.equal(errorOf(busy).code, 'FERRY_BUSY');
+    assert.match(errorOf(busy).message, /credential "web-agents" already has http\.maxConcurrentRequestsPerToken \(1\)/);
+    assert.ok(busy.headers['retry-after']);
+    const other = post(app, makeChunk(['c'], { seq: 3 }), { authorization: 'Bearer full-trust' });
+    while (sink.calls < 2) await new Promise((r) => setImmediate(r));
+    release();
+    assert.equal((await first).statusCode, 200);
+    assert.equal((await other).statusCode, 200);
+    assert.equal((await post(app, makeChunk(['b'], { seq: 2 }), { authorization: 'Bearer web-secret' })).statusCode, 200, 'admitted again once answered');
+  });
+
+  it('labels requests to arbitrary unknown URLs with one route label, so metric labels stay bounded', async () => {
+    const { app, registry } = build();
+    for (let i = 0; i < 50; i++) await app.inject({ method: 'POST', url: `/topics-${i}/x${i}` });
+    const text = await registry.metrics();
+    const lines = text.split('\n').filter((l) => l.startsWith('ferry_gateway_http_requests_total{'));
+    assert.deepEqual(lines, ['ferry_gateway_http_requests_total{route="unknown",status="404"} 50']);
   });
 });

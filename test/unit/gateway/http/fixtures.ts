@@ -42,8 +42,10 @@ export class FakeSink implements Sink {
   }
 }
 
+/** An http config; without tokens it opts in to anonymous requests (http.allowAnonymous). */
 export function httpConfig(http: Record<string, unknown> = {}): HttpConfig {
-  return gatewayConfigSchema.parse({ kafka: { brokers: ['127.0.0.1:1'] }, http }).http!;
+  const anonymous = http.tokens === undefined || (Array.isArray(http.tokens) && http.tokens.length === 0);
+  return gatewayConfigSchema.parse({ kafka: { brokers: ['127.0.0.1:1'] }, http: anonymous ? { allowAnonymous: true, ...http } : http }).http!;
 }
 
 export function header(over: Partial<ChunkHeader> = {}): ChunkHeader {
@@ -97,4 +99,23 @@ export function heartbeat(over: Record<string, unknown> = {}): Record<string, un
     files: 2,
     ...over,
   };
+}
+
+/**
+ * A chunk of `count` empty records (the record-count bomb: 3 bytes per record, and gzip
+ * shrinks it ~1000-fold), built without an object per record. Its header claims the same count.
+ */
+export function emptyRecordsChunk(count: number, over: Partial<ChunkHeader> = {}): Buffer {
+  const headerJson = Buffer.from(JSON.stringify(header({ lineCount: count, offsetEnd: count, ...over })), 'utf8');
+  const out = Buffer.alloc(10 + headerJson.length + 4 + 3 * count);
+  out.write('FRYC', 0, 'ascii');
+  out[4] = 1;
+  out.writeUInt32BE(headerJson.length, 6);
+  headerJson.copy(out, 10);
+  let pos = 10 + headerJson.length;
+  out.writeUInt32BE(count, pos);
+  pos += 4;
+  // Each entry: gap 1 (the newline before it; the first record starts at offset 1), length 0, flags 0.
+  for (let i = 0; i < count; i++, pos += 3) out[pos] = 1;
+  return out;
 }

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { silentLogger } from '../../../../shared/log.js';
 import { createRegistry } from '../../../../shared/metrics.js';
 import { KafkaError } from '../../../../shared/errors.js';
+import { MAX_RECORDS_PER_CHUNK } from '../../../../shared/chunk/codec.js';
 import { buildHttpApp } from '../../../../gateway/inputs/http/app.js';
 import { FakeSink, heartbeat, httpConfig, newAgents } from './fixtures.js';
 
@@ -33,6 +34,28 @@ function errorOf(res: { json: () => unknown }): { code: string; message: string 
 }
 
 describe('POST /topics/:topic (REST Proxy v2 shape)', () => {
+  it('answers 403 for a produce to the committed-chunk topic or an internal topic, even with a token allowed every topic', async () => {
+    const { app, sink } = build({ http: { tokens: ['star'] } });
+    const auth = { authorization: 'Bearer star' };
+    const forged = { records: [{ key: 'victim/1', value: { g: 'gw', t: 'app-logs', n: 1, r: 0 } }] };
+    for (const topic of ['ferry.committed-chunks', '__transaction_state', '_confluent-metrics']) {
+      const res = await produce(app, topic, forged, JSON_V2, auth);
+      assert.equal(res.statusCode, 403, topic);
+      assert.equal(errorOf(res).code, 'FERRY_TOPIC_FORBIDDEN');
+      assert.match(errorOf(res).message, /cannot be written by any sender/);
+    }
+    assert.equal(sink.calls, 0);
+  });
+
+  it('answers 413 FERRY_TOO_MANY_RECORDS for more than MAX_RECORDS_PER_CHUNK records in one request', async () => {
+    const { app, sink } = build();
+    const records = Array.from({ length: MAX_RECORDS_PER_CHUNK + 1 }, () => ({ value: 1 }));
+    const res = await produce(app, 'events', { records });
+    assert.equal(res.statusCode, 413);
+    assert.equal(errorOf(res).code, 'FERRY_TOO_MANY_RECORDS');
+    assert.equal(sink.calls, 0);
+  });
+
   it('produces JSON-format keys and values as their JSON text and answers one offset entry per record', async () => {
     const { app, sink } = build();
     const res = await produce(app, 'events', { records: [{ value: { a: 1 } }, { key: 'k1', value: 'text', partition: 2 }] });
@@ -220,6 +243,35 @@ describe('POST /v1/heartbeats and GET /v1/agents', () => {
     const notJson = await app.inject({ method: 'POST', url: '/v1/heartbeats', payload: '{', headers: { 'content-type': 'application/json' } });
     assert.equal(notJson.statusCode, 400);
     assert.equal(agents.size, 0);
+  });
+
+  it('answers 403 FERRY_AGENT_FORBIDDEN for a heartbeat claiming an agent id outside the token\'s agents, and lists only its agents', async () => {
+    const tokens = ['admin', { token: 'web-secret', name: 'web-agents', agents: ['web-*'] }];
+    const { app, agents } = build({ http: { tokens } });
+    const web = { authorization: 'Bearer web-secret' };
+    const spoofed = await app.inject({ method: 'POST', url: '/v1/heartbeats', payload: heartbeat({ agentId: 'db-01' }), headers: web });
+    assert.equal(spoofed.statusCode, 403);
+    assert.equal(errorOf(spoofed).code, 'FERRY_AGENT_FORBIDDEN');
+    assert.equal(agents.size, 0);
+    assert.equal((await app.inject({ method: 'POST', url: '/v1/heartbeats', payload: heartbeat({ agentId: 'web-01' }), headers: web })).statusCode, 204);
+    const admin = { authorization: 'Bearer admin' };
+    assert.equal((await app.inject({ method: 'POST', url: '/v1/heartbeats', payload: heartbeat({ agentId: 'db-01' }), headers: admin })).statusCode, 204);
+    const seenByWeb = await app.inject({ method: 'GET', url: '/v1/agents', headers: web });
+    assert.deepEqual(seenByWeb.json<Array<{ id: string }>>().map((a) => a.id), ['web-01']);
+    const seenByAdmin = await app.inject({ method: 'GET', url: '/v1/agents', headers: admin });
+    assert.deepEqual(seenByAdmin.json<Array<{ id: string }>>().map((a) => a.id), ['db-01', 'web-01']);
+  });
+
+  it('keeps only validated, length-capped heartbeat fields (unknown fields are dropped)', async () => {
+    const { app } = build();
+    const payload = heartbeat({ host: 'h'.repeat(20_000), version: 'v'.repeat(5000), junk: 'x'.repeat(20_000), inputs: 'many', spool: { chunks: 1, bytes: 2, oldestUnshippedAgeMs: -5, full: 'yes', extra: [1, 2, 3] } });
+    assert.equal((await app.inject({ method: 'POST', url: '/v1/heartbeats', payload })).statusCode, 204);
+    const [a] = (await app.inject({ method: 'GET', url: '/v1/agents' })).json<Array<Record<string, unknown>>>();
+    assert.equal((a!.host as string).length, 256);
+    assert.equal((a!.version as string).length, 256);
+    assert.equal(a!.inputs, 0);
+    assert.equal('junk' in a!, false);
+    assert.deepEqual(a!.spool, { chunks: 1, bytes: 2, oldestUnshippedAgeMs: null, full: false });
   });
 
   it('needs the token when tokens are configured', async () => {

@@ -15,7 +15,7 @@ function config(over: Record<string, unknown> = {}) {
   return gatewayConfigSchema.parse({
     id: 'gw-test',
     kafka: { brokers: ['127.0.0.1:1'] },
-    http: { listen: '127.0.0.1:0' },
+    http: { listen: '127.0.0.1:0', allowAnonymous: true },
     monitor: { listen: '127.0.0.1:0' },
     shutdownTimeoutMs: 5000,
     ...over,
@@ -140,7 +140,7 @@ describe('Gateway (run.ts) with fake sink and JetStream input', () => {
     const first = new Gateway(config(), { log: silentLogger(), registry: createRegistry({ defaultMetrics: false }), factories: h.factories });
     await first.start();
     const taken = first.httpAddress!;
-    const second = new Gateway(config({ http: { listen: taken } }), { log: silentLogger(), registry: createRegistry({ defaultMetrics: false }), factories: harness().factories });
+    const second = new Gateway(config({ http: { listen: taken, allowAnonymous: true } }), { log: silentLogger(), registry: createRegistry({ defaultMetrics: false }), factories: harness().factories });
     await assert.rejects(second.start(), /cannot listen on http\.listen 127\.0\.0\.1:\d+: .*EADDRINUSE/);
     await first.stop();
   });
