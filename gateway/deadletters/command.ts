@@ -4,7 +4,7 @@
  *
  * Exit codes: 0 done (list; replay: every selected dead letter is in Kafka and removed); 1 when
  * a dead letter was kept, a sequence was not found, or NATS/Kafka cannot be reached (the error
- * names the key: nats.servers, kafka.brokers). Logs (pino) go to stderr at `warn` (or
+ * names the key: nats.servers, kafka.brokers). Logs (pino) go to stderr at `error` (or
  * FERRY_LOG_LEVEL), so stdout holds only the command's output.
  *
  * Replay runs its own Kafka sink with the transactional id of `<id>-replay` (so it does not
@@ -76,7 +76,7 @@ async function replay(
     if (doc) doc.item(r);
     else out.write(resultLine(r));
   };
-  const log = createLogger({ name: 'ferry-gateway', level: 'warn', fd: 2, base: { gateway: config.id, command: 'dead-letters replay' } });
+  const log = createLogger({ name: 'ferry-gateway', level: 'error', fd: 2, base: { gateway: config.id, command: 'dead-letters replay' } });
   const sink = createKafkaSink(config.kafka, { gatewayId: `${config.id}-replay`, log, registry: createRegistry({ defaultMetrics: false }) });
   try {
     if ((await source.summary()) !== null) {
