@@ -7,7 +7,8 @@
  * names the key: nats.servers, kafka.brokers). Logs (pino) go to stderr at `error` (or
  * FERRY_LOG_LEVEL), so stdout holds only the command's output.
  *
- * Replay runs its own Kafka sink with the transactional id of `<id>-replay` (so it does not
+ * Replay runs its own Kafka sink as gateway `<id>-replay` (transactional id
+ * `<transactionalIdPrefix>-<id>-replay`, so it does not
  * fence the running gateway that has `id`) and, in exactly-once mode, the same committed set.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';

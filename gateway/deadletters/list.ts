@@ -2,8 +2,8 @@
  * `dead-letters list`: the dead-letter stream's summary (count, bytes, limits, how many were
  * replayed and how many the limits discarded), then every dead letter in sequence order. Text
  * is one line per dead letter plus its error; `--json` is one JSON document
- * `{ ...summary, deadLetters: [DeadLetter, ...] }`. Both are written as the stream is read, so
- * memory stays bounded whatever the stream holds.
+ * `{ ...summary, exists, deadLetters: [DeadLetter, ...] }`. Both are written as the stream is
+ * read (output.ts), so memory stays bounded whatever the stream holds.
  */
 import { formatBytes } from '../../shared/cli.js';
 import { describeDeadLetter, type DeadLetter } from './deadletter.js';
@@ -12,7 +12,8 @@ import { JsonDocument, type Output } from './output.js';
 
 function limits(s: DeadLetterSummary): string {
   const bytes = s.maxBytes < 0 ? 'no size limit' : `at most ${formatBytes(s.maxBytes)}`;
-  const age = s.maxAgeMs <= 0 ? 'no age limit' : `at most ${Math.round(s.maxAgeMs / 3600_000)} h old`;
+  const days = s.maxAgeMs / 86_400_000;
+  const age = s.maxAgeMs <= 0 ? 'no age limit' : days >= 1 ? `at most ${+days.toFixed(1)} days old` : `at most ${+(s.maxAgeMs / 1000).toFixed(1)} s old`;
   return `${bytes}, ${age}; beyond, the oldest are discarded`;
 }
 
