@@ -16,8 +16,8 @@ import { runDeadLetters, type DeadLettersArgs } from './deadletters/command.js';
 const USAGE = `Usage: ferry-gateway <command> --config <file> [options]
 
 Commands:
-  run      consume agents' chunks (NATS JetStream, HTTP) and produce them to Kafka
-  check    validate the config; print every problem with its path (exit 1) or a summary
+  run                   consume agents' chunks (NATS JetStream, HTTP) and produce them to Kafka
+  check                 validate the config; print every problem with its path (exit 1) or a summary
   dead-letters list     every dead letter in the dead-letter stream (FERRY_DEAD)
   dead-letters replay   produce dead letters to Kafka again (--seq N, repeatable, or --all);
                         each is removed once Kafka has it; exit 1 if any is kept
