@@ -50,14 +50,24 @@ const nats = z.strictObject({
   stream: z.string().default('FERRY_CHUNKS'),
   consumer: z.string().default('ferry-gateway').describe('durable pull consumer shared by all gateways'),
   maxBytes: bytes().or(z.literal(-1)).default(-1).describe('stream size limit (-1: unlimited)'),
-  maxAgeMs: ms({ max: MAX_AGE_MS }).default(0).describe('stream message age limit (0: unlimited)'),
+  maxAgeMs: ms({ max: MAX_AGE_MS })
+    .refine((v) => v === 0, {
+      message:
+        'must be 0: JetStream max_age deletes chunks from the work-queue stream even after it acknowledged them to the agent (PubAck), which the agent has then removed from its spool, so they would be lost silently; bound the stream with nats.maxBytes instead (a full stream refuses publishes and the agents keep the chunks)',
+    })
+    .default(0)
+    .describe('must be 0 (kept for compatibility): an age limit on the chunk stream would delete chunks the agents consider delivered'),
   duplicateWindowMs: ms({ min: 1000, max: MAX_AGE_MS }).default(120000),
   fetchBatch: z.number().int().min(1).max(10000).default(256).describe('messages fetched per pull'),
   maxAckPending: z.number().int().min(1).default(4096),
   ackWaitMs: ms({ min: 1000 }).default(30000),
   deadLetterSubject: z.string().default('ferry.dead').describe('malformed chunks are republished here, then terminated'),
   deadLetterStream: z.string().default('FERRY_DEAD').describe('JetStream stream created to keep what is published to deadLetterSubject (file storage)'),
-  deadLetterMaxAgeMs: ms({ max: MAX_AGE_MS }).default(30 * 24 * 3600 * 1000).describe('how long dead-lettered chunks are kept (0: forever)'),
+  deadLetterMaxAgeMs: ms({ max: MAX_AGE_MS }).default(30 * 24 * 3600 * 1000).describe('dead letters older than this are discarded by JetStream, lost (0: forever)'),
+  deadLetterMaxBytes: bytes({ min: 1024 })
+    .or(z.literal(-1))
+    .default(1024 * 1024 * 1024)
+    .describe('size limit of the dead-letter stream; beyond it the oldest dead letters are discarded, lost (-1: unlimited)'),
   allowTopics: topicPatterns.default(['*']).describe('topics chunks arriving over NATS may target'),
   user: z.string().optional(),
   pass: z.string().optional(),

@@ -12,6 +12,7 @@ export type FerryErrorCode =
   | 'FERRY_SPOOL_VERSION'
   | 'FERRY_SPOOL_FULL'
   | 'FERRY_TRANSPORT'
+  | 'FERRY_STREAM_UNSAFE'
   | 'FERRY_TOPIC_FORBIDDEN'
   | 'FERRY_KAFKA'
   | 'FERRY_SHUTDOWN_TIMEOUT'
@@ -96,6 +97,26 @@ export class SpoolVersionError extends FerryError {
 export class TransportError extends FerryError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('FERRY_TRANSPORT', message, options);
+  }
+}
+
+/** One setting of a JetStream stream that would delete data the system already acknowledged. */
+export interface UnsafeStreamSetting {
+  setting: string;
+  have: unknown;
+  why: string;
+  fix: string;
+}
+
+/** A JetStream stream configured so that it would lose acknowledged messages; not used as is. */
+export class StreamUnsafeError extends FerryError {
+  readonly stream: string;
+  readonly settings: readonly UnsafeStreamSetting[];
+  constructor(stream: string, settings: readonly UnsafeStreamSetting[]) {
+    const list = settings.map((s) => `${s.setting} is ${String(s.have)}: it ${s.why}; fix: ${s.fix}`).join('; ');
+    super('FERRY_STREAM_UNSAFE', `JetStream stream "${stream}" would lose chunks the agents consider delivered, so ferry-gateway does not use it: ${list}`);
+    this.stream = stream;
+    this.settings = settings;
   }
 }
 
