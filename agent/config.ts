@@ -27,6 +27,10 @@ const input = z.strictObject({
   startAt: z.enum(['beginning', 'end']).default('beginning').describe('where to start in a file seen for the first time'),
   maxLineBytes: bytes({ min: 16 }).default(1024 * 1024).describe('lines longer than this are split or truncated (see longLines)'),
   longLines: z.enum(['split', 'truncate']).default('split').describe('split: emit the line in pieces marked as continued; truncate: keep the first maxLineBytes, mark it, skip the rest'),
+  followSymlinks: z
+    .boolean()
+    .default(false)
+    .describe('follow symbolic links: a matched file that is a link, or a linked directory a glob enters; off: such matches are skipped (logged once), since a link in a writable log directory could point the agent at any file it can read'),
   partialLineFlushMs: ms().default(5000).describe('a last line without newline is emitted after the file has not grown for this long'),
   multiline: multiline.optional(),
 });

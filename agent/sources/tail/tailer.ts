@@ -34,7 +34,7 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { constants as fsConstants, type BigIntStats } from 'node:fs';
 import type { AgentConfig, InputConfig } from '../../config.js';
 import type { Logger } from '../../../shared/log.js';
 import { Counter, Gauge, Registry } from '../../../shared/metrics.js';
@@ -104,6 +104,11 @@ function isNotFound(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
+/** Read-only; without followSymlinks a path that became a symlink fails to open (ELOOP). */
+function openFlags(cfg: InputConfig | undefined): number {
+  return cfg?.followSymlinks === true ? fsConstants.O_RDONLY : fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW;
+}
+
 function counter(registry: Registry, name: string, help: string): Counter {
   return (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, registers: [registry] });
 }
@@ -155,6 +160,7 @@ export class Tailer {
   private nextPollAt = 0;
   private lastError: string | undefined;
   private readonly errorLog = new Map<string, { at: number; suppressed: number }>();
+  private readonly skippedLinks = new Set<string>();
   private unsubscribeFull: (() => void) | undefined;
   // The file being scanned, for the record sink (bound once, no closure per read).
   private cur: TrackedFile | undefined;
@@ -427,6 +433,14 @@ export class Tailer {
     if (this.errorLog.size > 1000) this.errorLog.clear();
   }
 
+  /** A match skipped for a symbolic link: logged once per link (not at every scan). */
+  private noteSymlink(inp: InputRuntime, path: string, link: string): void {
+    if (this.skippedLinks.has(link)) return;
+    if (this.skippedLinks.size >= 10_000) this.skippedLinks.clear();
+    this.skippedLinks.add(link);
+    this.log.warn({ path, link, input: inp.index }, `not following a symbolic link: skipped (set inputs[${inp.index}].followSymlinks: true to follow links)`);
+  }
+
   // ---- discovery -------------------------------------------------------------------------------
 
   private allWatchTargets(): Map<string, boolean> {
@@ -442,7 +456,9 @@ export class Tailer {
       const firstScan = this.spool.meta(inp.seenKey) === undefined;
       let paths: string[];
       try {
-        paths = await globFiles(inp.cfg);
+        const found = await globFiles(inp.cfg);
+        paths = found.files;
+        for (const l of found.links) this.noteSymlink(inp, l.path, l.link);
       } catch (err) {
         this.noteError(err, 'glob scan failed');
         continue;
@@ -493,7 +509,7 @@ export class Tailer {
       this.log.debug({ path }, 'open file limit reached; the file waits for a free descriptor');
       return undefined;
     }
-    const fh = await open(path, 'r');
+    const fh = await open(path, openFlags(inp.cfg));
     this.openFds++;
     this.m.openFiles.set(this.openFds);
     try {
@@ -804,7 +820,7 @@ export class Tailer {
     if (this.openFds >= this.config.tail.maxOpenFiles && !(await this.evictIdleFd(f))) return false;
     let fh: FileHandle;
     try {
-      fh = await open(f.path, 'r');
+      fh = await open(f.path, openFlags(this.inputs[f.input]?.cfg));
     } catch (err) {
       if (isNotFound(err)) {
         this.detach(f, 'renamed or deleted');
@@ -831,7 +847,7 @@ export class Tailer {
     const found = await findByInode(dirname(f.path), f.identity.dev, f.identity.ino);
     if (found && (this.openFds < this.config.tail.maxOpenFiles || (await this.evictIdleFd(f)))) {
       try {
-        const fh = await open(found, 'r');
+        const fh = await open(found, openFlags(this.inputs[f.input]?.cfg));
         this.openFds++;
         this.m.openFiles.set(this.openFds);
         const st = await fh.stat({ bigint: true });

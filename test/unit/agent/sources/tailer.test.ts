@@ -3,7 +3,7 @@
 // and the spool's size cap.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, closeSync, copyFileSync, mkdirSync, openSync, renameSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, mkdirSync, openSync, renameSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Spool } from '../../../../agent/spool/spool.js';
 import { Tailer } from '../../../../agent/sources/tail/tailer.js';
@@ -457,6 +457,39 @@ describe('agent tailer', () => {
     writeFileSync(join(r.logs, 'svc', 'deep', 'x.log'), lines('deep', 0, 3));
     writeFileSync(join(r.logs, 'top.log'), lines('top', 0, 2));
     assertExactlyOnce(await waitRecords(r, 5), [...expected('deep', 0, 3), ...expected('top', 0, 2)]);
+  });
+
+  it('does not follow symlinks by default: a symlinked file or directory its globs match is skipped, with one log line each however many scans pass', async () => {
+    const d = tempDir('tail');
+    dirs.push(d);
+    mkdirSync(join(d.path, 'logs'));
+    mkdirSync(join(d.path, 'outside'));
+    writeFileSync(join(d.path, 'outside', 'auth.log'), lines('secret', 0, 3));
+    symlinkSync(join(d.path, 'outside', 'auth.log'), join(d.path, 'logs', 'link.log'));
+    symlinkSync(join(d.path, 'outside'), join(d.path, 'logs', 'sub'));
+    writeFileSync(join(d.path, 'logs', 'app.log'), lines('app', 0, 3));
+    const r = await start({ input: { paths: [join(d.path, 'logs', '*.log'), join(d.path, 'logs', '*', '*.log')] } }, d.path);
+    await waitRecords(r, 3);
+    // A file written after several more scans shows that they ran.
+    await new Promise((res) => setTimeout(res, 5 * r.cfg.tail.scanIntervalMs));
+    writeFileSync(join(r.logs, 'later.log'), lines('later', 0, 2));
+    const recs = await waitRecords(r, 5);
+    assertExactlyOnce(recs, [...expected('app', 0, 3), ...expected('later', 0, 2)]);
+    const said = r.cap.lines.filter((l) => typeof l.msg === 'string' && l.msg.includes('symbolic link'));
+    assert.deepEqual(said.map((l) => l.link).sort(), [join(d.path, 'logs', 'link.log'), join(d.path, 'logs', 'sub')]);
+  });
+
+  it('follows symlinked files and directories when followSymlinks is true', async () => {
+    const d = tempDir('tail');
+    dirs.push(d);
+    mkdirSync(join(d.path, 'logs'));
+    mkdirSync(join(d.path, 'outside'));
+    writeFileSync(join(d.path, 'outside', 'a.log'), lines('a', 0, 3));
+    writeFileSync(join(d.path, 'outside', 'b.txt'), lines('b', 0, 2));
+    symlinkSync(join(d.path, 'outside', 'b.txt'), join(d.path, 'logs', 'b.log'));
+    symlinkSync(join(d.path, 'outside'), join(d.path, 'logs', 'sub'));
+    const r = await start({ input: { paths: [join(d.path, 'logs', '*.log'), join(d.path, 'logs', '*', '*.log')], followSymlinks: true } }, d.path);
+    assertExactlyOnce(await waitRecords(r, 5), [...expected('a', 0, 3), ...expected('b', 0, 2)]);
   });
 
   it('finds a rotated file again by inode when its descriptor had been given back (maxOpenFiles)', async () => {
