@@ -11,7 +11,10 @@
  *   crash, or when an append fails, reading resumes at the committed offset. So no line is
  *   spooled twice and none is skipped.
  * - A chunk never spans two files; it is cut at chunk.maxBytes or chunk.maxDelayMs after its
- *   first record, whichever comes first (./chunker.ts).
+ *   first record, whichever comes first (./chunker.ts). Records and chunks are sized to what the
+ *   transport takes (agent/limits.ts): a new transport limit (setTransportLimit) applies at the
+ *   next round; a smaller one makes every file drop its pending chunk, which is read again from
+ *   the committed offset and cut to the new size.
  * - Rotation by rename: the open descriptor is kept and read to its end; it is released after
  *   tail.rotateGraceMs without growth; the new file at the path is a new file, read from its
  *   start. Deleted files are finished the same way.
@@ -46,6 +49,7 @@ import { scanRecords, type RecordSink, type ScanOptions } from './records.js';
 import { ChunkBuilder } from './chunker.js';
 import { checkFingerprint, fingerprintLength, fingerprintOf, readHead } from './fingerprint.js';
 import { DirWatchers, findByInode, globFiles, inputMatcher, watchTargets } from './discovery.js';
+import { chunkLimits, configuredMaxChunkBytes } from '../../limits.js';
 
 export interface TailerOptions {
   config: AgentConfig;
@@ -55,6 +59,8 @@ export interface TailerOptions {
   now?: () => number;
   /** value of the chunks' `host` field; default os.hostname() */
   host?: string;
+  /** the largest encoded chunk the transport takes (agent/limits.ts); default: what the config alone says */
+  transportMaxChunkBytes?: number;
 }
 
 interface InputRuntime {
@@ -117,14 +123,14 @@ function gauge(registry: Registry, name: string, help: string): Gauge {
   return (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, registers: [registry] });
 }
 
-function inputRuntime(cfg: InputConfig, index: number): InputRuntime {
+function inputRuntime(cfg: InputConfig, index: number, recordBytes: number): InputRuntime {
   const ml = cfg.multiline;
   const seen = createHash('sha256').update(JSON.stringify([...cfg.paths].sort())).digest('hex').slice(0, 16);
   return {
     index,
     cfg,
     scan: {
-      maxLineBytes: cfg.maxLineBytes,
+      maxLineBytes: recordBytes,
       longLines: cfg.longLines,
       multiline: ml ? { startPattern: new RegExp(ml.startPattern), maxLines: ml.maxLines } : undefined,
     },
@@ -156,6 +162,8 @@ export class Tailer {
   private wakeTimer: NodeJS.Timeout | undefined;
   private rescanRequested = false;
   private pendingInputs: AgentConfig['inputs'] | undefined;
+  private transportMax: number;
+  private pendingTransportMax: number | undefined;
   private nextScanAt = 0;
   private nextPollAt = 0;
   private lastError: string | undefined;
@@ -182,7 +190,8 @@ export class Tailer {
     this.log = opts.log.child({ component: 'tailer' });
     this.now = opts.now ?? Date.now;
     this.host = opts.host ?? hostname();
-    this.inputs = opts.config.inputs.map(inputRuntime);
+    this.transportMax = opts.transportMaxChunkBytes ?? configuredMaxChunkBytes(opts.config);
+    this.inputs = this.runtimes(opts.config.inputs);
     this.buf = Buffer.allocUnsafe(this.bufferSize());
     this.head = Buffer.allocUnsafe(opts.config.tail.fingerprintBytes);
     this.watchers = new DirWatchers(this.log, (dir, event, filename) => this.onWatchEvent(dir, event, filename));
@@ -268,8 +277,39 @@ export class Tailer {
     this.wake();
   }
 
+  /** The inputs' runtimes, with records sized to the transport limit. */
+  private runtimes(inputs: AgentConfig['inputs']): InputRuntime[] {
+    return inputs.map((cfg, i) => inputRuntime(cfg, i, chunkLimits(cfg.maxLineBytes, this.config.chunk.maxBytes, this.transportMax).recordBytes));
+  }
+
+  /** The size chunks are cut at (records plus index). */
+  private chunkBytes(): number {
+    return chunkLimits(this.config.chunk.maxBytes, this.config.chunk.maxBytes, this.transportMax).chunkBytes;
+  }
+
+  /** The transport announced the largest encoded chunk it takes (NATS max_payload): applies at the next round. */
+  setTransportLimit(maxChunkBytes: number): void {
+    if (maxChunkBytes === (this.pendingTransportMax ?? this.transportMax)) return;
+    this.pendingTransportMax = maxChunkBytes;
+    this.wake();
+  }
+
+  private applyTransportLimit(maxChunkBytes: number): void {
+    const smaller = maxChunkBytes < this.transportMax;
+    this.transportMax = maxChunkBytes;
+    this.inputs = this.runtimes(this.inputs.map((i) => i.cfg));
+    const chunkBytes = this.chunkBytes();
+    for (const f of this.files.values()) {
+      f.builder.maxBytes = chunkBytes;
+      // What is cut but not spooled may be too large now: read it again, cut to the new size.
+      if (smaller && f.builder.dirty) this.rewind(f);
+    }
+    const records = this.inputs.map((i) => i.scan.maxLineBytes);
+    this.log.info({ transportMaxChunkBytes: maxChunkBytes, chunkBytes, recordBytes: records }, 'transport limit applied: chunks and records are cut to fit it');
+  }
+
   private async applyReload(inputs: AgentConfig['inputs']): Promise<void> {
-    const next = inputs.map(inputRuntime);
+    const next = this.runtimes(inputs);
     for (const f of [...this.files.values()]) {
       const input = next.find((i) => i.matches(f.path));
       const old = this.inputs[f.input];
@@ -326,6 +366,11 @@ export class Tailer {
   }
 
   private async round(): Promise<void> {
+    if (this.pendingTransportMax !== undefined) {
+      const max = this.pendingTransportMax;
+      this.pendingTransportMax = undefined;
+      this.applyTransportLimit(max);
+    }
     if (this.pendingInputs) {
       const inputs = this.pendingInputs;
       this.pendingInputs = undefined;
@@ -370,7 +415,7 @@ export class Tailer {
   private nextDelay(): number {
     const now = this.now();
     let at = Math.min(this.nextPollAt, this.nextScanAt);
-    if (this.rescanRequested || this.pendingInputs) return 0;
+    if (this.rescanRequested || this.pendingInputs || this.pendingTransportMax !== undefined) return 0;
     const full = this.spool.isFull();
     for (const f of this.files.values()) {
       if (f.dirty && !full) return 0;
@@ -554,7 +599,7 @@ export class Tailer {
         lastGrowthMs: now,
         lastReadMs: now,
         skipping,
-        builder: new ChunkBuilder(this.config.chunk.maxBytes, offset, skipping),
+        builder: new ChunkBuilder(this.chunkBytes(), offset, skipping),
         dirty: true,
         stateDirty: false,
       };
@@ -693,7 +738,7 @@ export class Tailer {
 
   private readonly sink: RecordSink = (buf, start, end, flags, consumedTo, skippingAfter) => {
     const f = this.cur!;
-    if (!f.builder.fits(end - start)) this.commit(f);
+    if (!f.builder.fits(this.curBase + start, end - start)) this.commit(f);
     f.builder.add(buf, start, end, this.curBase + start, flags, this.curBase + consumedTo, skippingAfter, this.curNow);
     if (f.builder.full) this.commit(f);
   };
