@@ -7,7 +7,10 @@
  *   "retry" at once (the spool is the buffer, not the client's reconnect buffer).
  * - No stream captures the subject yet (the gateway creates it): "no responders", a retry; the
  *   condition is logged once when it starts and once when it ends, never per chunk.
- * - A chunk larger than the server's max_payload can never be published: fatal for that chunk.
+ * - The server's max_payload (INFO, at every connect) is announced through `onMaxChunkBytes`
+ *   as the largest encoded chunk it takes (agent/limits.ts), so that the tailer cuts to fit.
+ * - A chunk larger than that (cut before the limit was known) can never be published: fatal
+ *   for that chunk, which stays in the spool and blocks shipping, visibly.
  * - Heartbeats are core NATS publishes (fire and forget) to `<heartbeatSubject>.<agentId>`.
  */
 import { connect, errors as natsErrors, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
@@ -23,12 +26,15 @@ import { ShipFailure, type SendResult, type Shipper, type ShipperHealth, type Tr
 import { transportMetrics, type TransportMetrics } from '../metrics.js';
 import { natsConnectionOptions, type NatsTransportConfig } from './options.js';
 import { settleBy } from '../../../shared/async.js';
+import { natsMaxChunkBytes } from '../../limits.js';
 
 export interface NatsShipperOptions {
   config: NatsTransportConfig;
   agentId: string;
   log: Logger;
   registry: Registry;
+  /** called at every connect with the largest encoded chunk the server takes */
+  onMaxChunkBytes?: (maxChunkBytes: number) => void;
 }
 
 export class NatsShipper implements Shipper {
@@ -39,6 +45,7 @@ export class NatsShipper implements Shipper {
   private readonly agentId: string;
   private readonly log: Logger;
   private readonly m: TransportMetrics;
+  private readonly onMaxChunkBytes: ((maxChunkBytes: number) => void) | undefined;
   private connectOpts: NodeConnectionOptions | undefined;
 
   private nc: NatsConnection | undefined;
@@ -64,6 +71,7 @@ export class NatsShipper implements Shipper {
     this.hbSubject = heartbeatSubject(opts.config.heartbeatSubject, opts.agentId);
     this.log = opts.log.child({ component: 'shipper', transport: 'nats' });
     this.m = transportMetrics(opts.registry);
+    this.onMaxChunkBytes = opts.onMaxChunkBytes;
   }
 
   /** Validates credentials and files (throws TransportError naming the key), then connects in the background. */
@@ -128,6 +136,7 @@ export class NatsShipper implements Shipper {
       this.everConnected = true;
       this.setState('connected', server);
       this.log.info({ server, maxPayload: nc.info?.max_payload, subject: this.subject }, 'connected to NATS');
+      this.announceLimit(nc);
       void this.watchStatus(nc);
       const closedErr = await nc.closed();
       this.nc = undefined;
@@ -150,7 +159,8 @@ export class NatsShipper implements Shipper {
         case 'reconnect':
           this.m.reconnects.inc();
           this.setState('connected', s.server);
-          this.log.info({ server: s.server }, 'reconnected to NATS');
+          this.log.info({ server: s.server, maxPayload: nc.info?.max_payload }, 'reconnected to NATS');
+          this.announceLimit(nc);
           break;
         case 'error':
           this.log.warn({ err: s.error }, 'NATS connection error');
@@ -164,6 +174,17 @@ export class NatsShipper implements Shipper {
         default:
           break;
       }
+    }
+  }
+
+  /** Tells the agent what the server (maybe another one of the cluster after a reconnect) takes. */
+  private announceLimit(nc: NatsConnection): void {
+    const maxPayload = nc.info?.max_payload;
+    if (maxPayload === undefined || maxPayload <= 0) return;
+    try {
+      this.onMaxChunkBytes?.(natsMaxChunkBytes(maxPayload));
+    } catch (err) {
+      this.log.error({ err }, 'applying the server\'s max_payload failed');
     }
   }
 
@@ -185,11 +206,11 @@ export class NatsShipper implements Shipper {
   }
 
   private async publish(js: JetStreamClient, chunk: SpooledChunk, maxPayload: number): Promise<SendResult> {
-    if (maxPayload > 0 && chunk.bytes.length > maxPayload) {
+    if (maxPayload > 0 && chunk.bytes.length > natsMaxChunkBytes(maxPayload)) {
       return {
         fatal: new ShipFailure(
           'too-large',
-          `chunk ${chunk.seq} is ${chunk.bytes.length} bytes, over the NATS server's max_payload of ${maxPayload}: lower chunk.maxBytes or raise max_payload on the server`,
+          `chunk ${chunk.seq} is ${chunk.bytes.length} bytes, more than the NATS server's max_payload of ${maxPayload} takes with the message headers: it was cut before the agent learned this limit (later chunks are cut to fit); raise max_payload on the server to ship it`,
         ),
       };
     }
