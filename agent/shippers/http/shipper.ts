@@ -1,6 +1,7 @@
 /**
  * Ships chunks to ferry-gateway over HTTP(S): one `POST <url>/v1/chunks` per chunk, body = the
  * encoded chunk (gzip by default), bearer token, keep-alive connections (shared/protocol.ts).
+ * The gateway is named by its origin (no `user:pass@`) in logs, errors and health.
  *
  *   2xx + ChunkAck            ok: the gateway has the chunk in Kafka. Only a JSON ChunkAck naming
  *                             exactly the chunk id sent counts: any other 2xx answer (a proxy's or
@@ -29,6 +30,7 @@ import type { SpooledChunk } from '../../spool/types.js';
 import { ShipFailure, type SendResult, type Shipper, type ShipperHealth, type TransportState } from '../types.js';
 import { transportMetrics, type TransportMetrics } from '../metrics.js';
 import { settleBy } from '../../../shared/async.js';
+import { redactUrl } from '../../../shared/redact.js';
 
 export type HttpTransportConfig = NonNullable<AgentConfig['transport']['http']>;
 
@@ -123,7 +125,7 @@ export class HttpShipper implements Shipper {
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
-    this.log.info({ url: this.chunksUrl.href, gzip: this.cfg.gzip }, 'HTTP shipper ready');
+    this.log.info({ url: redactUrl(this.chunksUrl.href), gzip: this.cfg.gzip }, 'HTTP shipper ready');
     return Promise.resolve();
   }
 

@@ -11,6 +11,7 @@
  *   as the largest encoded chunk it takes (agent/limits.ts), so that the tailer cuts to fit.
  * - A chunk larger than that (cut before the limit was known) can never be published: fatal
  *   for that chunk, which stays in the spool and blocks shipping, visibly.
+ * - Server URLs are shown and logged without their `user:pass@` (shared/redact.ts).
  * - Heartbeats are core NATS publishes (fire and forget) to `<heartbeatSubject>.<agentId>`.
  */
 import { connect, errors as natsErrors, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
@@ -26,6 +27,7 @@ import { ShipFailure, type SendResult, type Shipper, type ShipperHealth, type Tr
 import { transportMetrics, type TransportMetrics } from '../metrics.js';
 import { natsConnectionOptions, type NatsTransportConfig } from './options.js';
 import { settleBy } from '../../../shared/async.js';
+import { redactText, redactUrl, redactUrls } from '../../../shared/redact.js';
 import { natsMaxChunkBytes } from '../../limits.js';
 
 export interface NatsShipperOptions {
@@ -42,6 +44,8 @@ export class NatsShipper implements Shipper {
   readonly subject: string;
   private readonly hbSubject: string;
   private readonly cfg: NatsTransportConfig;
+  /** the servers as logged and shown: without `user:pass@` */
+  private readonly servers: string;
   private readonly agentId: string;
   private readonly log: Logger;
   private readonly m: TransportMetrics;
@@ -66,6 +70,7 @@ export class NatsShipper implements Shipper {
 
   constructor(opts: NatsShipperOptions) {
     this.cfg = opts.config;
+    this.servers = redactUrls(opts.config.servers).join(', ');
     this.agentId = opts.agentId;
     this.subject = chunkSubject(opts.config.subjectPrefix, opts.agentId);
     this.hbSubject = heartbeatSubject(opts.config.heartbeatSubject, opts.agentId);
@@ -98,7 +103,7 @@ export class NatsShipper implements Shipper {
     if (state === this.state && server === this.server) return;
     this.state = state;
     this.sinceMs = Date.now();
-    if (server !== undefined) this.server = server;
+    if (server !== undefined) this.server = redactUrl(server);
     this.m.connected.set(state === 'connected' ? 1 : 0);
   }
 
@@ -110,10 +115,10 @@ export class NatsShipper implements Shipper {
         nc = await connect(this.connectOpts);
       } catch (err) {
         this.connectAttempt++;
-        const msg = errorMessage(err);
+        const msg = redactText(errorMessage(err));
         if (msg !== this.lastConnectError) {
           this.lastConnectError = msg;
-          this.log.warn({ err, servers: this.cfg.servers, attempt: this.connectAttempt }, 'cannot connect to NATS; retrying until it works');
+          this.log.warn({ error: msg, servers: this.servers, attempt: this.connectAttempt }, 'cannot connect to NATS; retrying until it works');
         }
         this.setState('disconnected');
         const delay = backoffDelay({ initialMs: 500, maxMs: 10_000, multiplier: 2, jitter: 0.3 }, this.connectAttempt);
@@ -272,11 +277,11 @@ export class NatsShipper implements Shipper {
       detail = `connected to ${this.server ?? 'NATS'} since ${since}`;
       if (this.publishIssue) detail += `; but ${this.publishIssue.message}`;
     } else if (this.state === 'connecting') {
-      detail = `connecting to ${this.cfg.servers.join(', ')}`;
+      detail = `connecting to ${this.servers}`;
     } else if (this.state === 'closed') {
       detail = 'closed';
     } else {
-      detail = `disconnected since ${since} (servers ${this.cfg.servers.join(', ')})${this.lastConnectError ? `: ${this.lastConnectError}` : ''}`;
+      detail = `disconnected since ${since} (servers ${this.servers})${this.lastConnectError ? `: ${this.lastConnectError}` : ''}`;
     }
     const h: ShipperHealth = { ok: this.state === 'connected', transport: 'nats', state: this.state, detail, sinceMs: this.sinceMs };
     if (this.server !== undefined) h.server = this.server;
