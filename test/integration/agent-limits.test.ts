@@ -11,6 +11,8 @@ import { Agent } from '../../agent/run.js';
 import { agentConfigSchema } from '../../agent/config.js';
 import { META_MAX_CHUNK_BYTES, natsMaxChunkBytes } from '../../agent/limits.js';
 import { Spool } from '../../agent/spool/spool.js';
+import { Pump } from '../../agent/shippers/pump.js';
+import { NatsShipper } from '../../agent/shippers/nats/shipper.js';
 import { RecordFlag, decodeChunk } from '../../shared/chunk/codec.js';
 import { silentLogger } from '../../shared/log.js';
 import { createRegistry } from '../../shared/metrics.js';
@@ -105,6 +107,41 @@ describe('agent records and chunks vs the NATS server\'s max_payload', () => {
       assert.equal(agent.status().shipping?.blocked, null);
     } finally {
       await agent.stop();
+    }
+  });
+
+  it('keeps a chunk already spooled that is too large for the server, blocking visibly behind it; the chunks after it wait', async () => {
+    const d = tempDir('agent-limits-big');
+    const registry = createRegistry({ defaultMetrics: false });
+    const spool = Spool.open({ dataDir: d.path, maxBytes: 64 * 1024 * 1024, onFull: 'pause', synchronous: 'normal', log: silentLogger(), registry, seqBase: 0 });
+    const learned: number[] = [];
+    const shipper = new NatsShipper({ config: config().transport.nats!, agentId: 'big-01', log: silentLogger(), registry, onMaxChunkBytes: (n) => learned.push(n) });
+    const pump = new Pump({ spool, shipper, maxInFlight: 4, retry: { initialMs: 20, maxMs: 200, multiplier: 2, jitter: 0 }, log: silentLogger(), registry });
+    const identity = { dev: '1', ino: '2', fingerprint: 'ab' };
+    let offset = 0;
+    const append = (value: Buffer): void => {
+      const start = offset;
+      offset += value.length + 1;
+      spool.append(
+        { header: { agentId: 'big-01', host: 'h', path: '/var/log/app.log', topic: 't', file: identity, offsetStart: start, offsetEnd: offset, lineCount: 1, readAtMs: Date.now() }, entries: [{ gap: 0, length: value.length, flags: 0 }], data: value },
+        { path: '/var/log/app.log', identity, offset, input: 0, updatedAtMs: Date.now() },
+      );
+    };
+    try {
+      append(longLine(MAX_PAYLOAD, 0)); // cut before the limit was known: too large with its header
+      append(Buffer.from('after'));
+      await shipper.start();
+      pump.start();
+      await waitFor(() => pump.status().blocked !== null, 10_000, 'the pump to block on the too-large chunk');
+      assert.deepEqual(learned, [natsMaxChunkBytes(MAX_PAYLOAD)], 'the shipper announced the server\'s limit');
+      assert.match(pump.status().blocked!.error, /more than the NATS server's max_payload of 65536 takes/);
+      assert.equal(spool.stats().chunks, 2, 'the chunk is never dropped, the next one waits');
+      assert.match(await registry.metrics(), /^ferry_ship_blocked 1$/m);
+    } finally {
+      await pump.stop(Date.now() + 2000);
+      await shipper.stop(Date.now() + 2000);
+      spool.close();
+      await d.cleanup();
     }
   });
 
