@@ -4,40 +4,16 @@
 // arrives, the pieces (ferry.flags "split") join back to the lines written.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startNats, startKafka, waitFor, httpOk, tempDir, freePort, type NatsServer, type KafkaBroker, type KafkaRecordOut, type TempDir } from '../harness/index.js';
+import { spawnTracked, terminate, type Child } from '../harness/process.js';
 
 const root = resolve(import.meta.dirname, '..', '..', '..');
 const CLI = { agent: join(root, 'dist/agent/cli.js'), gateway: join(root, 'dist/gateway/cli.js') };
 
-interface Proc {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  logFile: string;
-}
-
-function spawnCli(program: keyof typeof CLI, config: string, logFile: string): Proc {
-  const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [CLI[program], 'run', '--config', config], { stdio: ['ignore', fd, fd], env: { ...process.env, FERRY_LOG_LEVEL: 'info' } });
-  closeSync(fd);
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  return { child, exited, logFile };
-}
-
-function tail(file: string, lines = 30): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-async function stop(p: Proc | undefined): Promise<void> {
-  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
-  p.child.kill('SIGKILL');
-  await p.exited;
+function runCli(program: keyof typeof CLI, config: string): Promise<Child> {
+  return spawnTracked(process.execPath, [CLI[program], 'run', '--config', config], { env: { ...process.env, FERRY_LOG_LEVEL: 'info' } });
 }
 
 function longLine(n: number, seed: number): Buffer {
@@ -65,8 +41,8 @@ describe('long lines through agent -> JetStream -> gateway -> Kafka, default set
   let nats: NatsServer;
   let kafka: KafkaBroker;
   let dir: TempDir;
-  let gateway: Proc | undefined;
-  let agent: Proc | undefined;
+  let gateway: Child | undefined;
+  let agent: Child | undefined;
 
   before(async () => {
     dir = tempDir('ferry-long-lines-');
@@ -74,11 +50,10 @@ describe('long lines through agent -> JetStream -> gateway -> Kafka, default set
     const port = await freePort();
     const gatewayConfig = join(dir.path, 'gateway.yaml');
     writeFileSync(gatewayConfig, JSON.stringify({ id: 'gw-long', kafka: { brokers: kafka.brokers }, nats: { servers: [nats.url] }, monitor: { listen: `127.0.0.1:${port}` } }));
-    gateway = spawnCli('gateway', gatewayConfig, join(dir.path, 'gateway.log'));
-    const g = gateway;
+    const g = (gateway = await runCli('gateway', gatewayConfig));
     await waitFor(
       async () => {
-        if (g.child.exitCode !== null) throw new Error(`gateway exited with ${g.child.exitCode}:\n${tail(g.logFile)}`);
+        if (!g.running()) throw new Error(`gateway exited:\n${g.output.text(30)}`);
         return httpOk(`http://127.0.0.1:${port}/readyz`);
       },
       60_000,
@@ -87,8 +62,8 @@ describe('long lines through agent -> JetStream -> gateway -> Kafka, default set
   });
 
   after(async () => {
-    await stop(agent);
-    await stop(gateway);
+    if (agent) await terminate(agent, 'SIGKILL', 0);
+    if (gateway) await terminate(gateway, 'SIGKILL', 0);
     await kafka?.destroy();
     await nats?.stop();
     await dir?.cleanup();
@@ -109,7 +84,7 @@ describe('long lines through agent -> JetStream -> gateway -> Kafka, default set
     const agentConfig = join(dir.path, 'agent.yaml');
     // Default settings but for the data dir, the input, the transport and a disabled monitor.
     writeFileSync(agentConfig, JSON.stringify({ id: 'long-01', dataDir: join(dir.path, 'data'), inputs: [{ paths: [join(logs, '*.log')], topic: 'long-lines' }], transport: { nats: { servers: [nats.url] } }, monitor: { enabled: false } }));
-    agent = spawnCli('agent', agentConfig, join(dir.path, 'agent.log'));
+    const a = (agent = await runCli('agent', agentConfig));
     const longBytes = 1_500_000 + 1_020_000;
     let records: KafkaRecordOut[] = [];
     try {
@@ -126,7 +101,7 @@ describe('long lines through agent -> JetStream -> gateway -> Kafka, default set
     } catch (err) {
       const got = await kafka.readAll('long-lines', { timeoutMs: 5000 }).catch(() => []);
       const longGot = got.filter((r) => r.value.length > 100).reduce((n, r) => n + r.value.length, 0);
-      throw new Error(`${(err as Error).message}: ${got.length} records, ${longGot} of ${longBytes} long-line bytes\n--- agent ---\n${tail(join(dir.path, 'agent.log'))}\n--- gateway ---\n${tail(join(dir.path, 'gateway.log'))}`, { cause: err });
+      throw new Error(`${(err as Error).message}: ${got.length} records, ${longGot} of ${longBytes} long-line bytes\n--- agent ---\n${a.output.text(30)}\n--- gateway ---\n${gateway!.output.text(30)}`, { cause: err });
     }
     const lines = joinLines(records);
     assert.equal(lines.length, written.length, 'as many lines as written');

@@ -215,7 +215,7 @@ export class NatsShipper implements Shipper {
       return {
         fatal: new ShipFailure(
           'too-large',
-          `chunk ${chunk.seq} is ${chunk.bytes.length} bytes, more than the NATS server's max_payload of ${maxPayload} takes with the message headers: it was cut before the agent learned this limit (later chunks are cut to fit); raise max_payload on the server to ship it`,
+          `chunk ${chunk.seq} is ${chunk.bytes.length} bytes, more than the NATS server's max_payload of ${maxPayload} takes with the message headers (cut before the agent learned this limit? later chunks are cut to fit); raise max_payload on the server to ship it`,
         ),
       };
     }

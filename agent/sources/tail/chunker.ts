@@ -8,11 +8,11 @@
  *   end (the first from offsetStart), exactly as the chunk codec describes them.
  * - Record bytes are copied into one growable buffer per file (no allocation per line); the
  *   spool encodes (copies) them inside its transaction, after which the buffer is reused.
- * - A chunk is cut when adding a record would pass maxBytes, counting the records' bytes and
- *   their index entries (what the chunk takes on the wire apart from its header), so that
- *   thousands of empty lines cannot make a chunk of any size (a single larger record gets a
- *   chunk of its own) or, by the tailer, after maxDelayMs. maxBytes may change (a transport
- *   announced another limit); it applies from the next record on.
+ * - A chunk is cut when adding a record would pass maxBytes (a single larger record gets a
+ *   chunk of its own) or, by the tailer, after maxDelayMs. maxBytes counts the records' bytes
+ *   and their index entries (the chunk's wire size apart from its header), so that no number
+ *   of empty lines makes a chunk larger. maxBytes may change (the transport announced another
+ *   limit); it applies from the next record on.
  */
 import { recordEntryBytes, type RecordEntry } from '../../../shared/chunk/codec.js';
 

@@ -494,16 +494,25 @@ describe('agent tailer', () => {
     assertExactlyOnce(await waitRecords(r, 5), [...expected('deep', 0, 3), ...expected('top', 0, 2)]);
   });
 
-  it('does not follow symlinks by default: a symlinked file or directory its globs match is skipped, with one log line each however many scans pass', async () => {
+  /**
+   * logs/link.log -> outside/<file>, logs/sub -> outside/, with outside/<file> holding `prefix`
+   * lines; the input's globs match both links.
+   */
+  function linkedLayout(file: string, prefix: string): { dir: string; paths: string[] } {
     const d = tempDir('tail');
     dirs.push(d);
     mkdirSync(join(d.path, 'logs'));
     mkdirSync(join(d.path, 'outside'));
-    writeFileSync(join(d.path, 'outside', 'auth.log'), lines('secret', 0, 3));
-    symlinkSync(join(d.path, 'outside', 'auth.log'), join(d.path, 'logs', 'link.log'));
+    writeFileSync(join(d.path, 'outside', file), lines(prefix, 0, 3));
+    symlinkSync(join(d.path, 'outside', file), join(d.path, 'logs', 'link.log'));
     symlinkSync(join(d.path, 'outside'), join(d.path, 'logs', 'sub'));
-    writeFileSync(join(d.path, 'logs', 'app.log'), lines('app', 0, 3));
-    const r = await start({ input: { paths: [join(d.path, 'logs', '*.log'), join(d.path, 'logs', '*', '*.log')] } }, d.path);
+    return { dir: d.path, paths: [join(d.path, 'logs', '*.log'), join(d.path, 'logs', '*', '*.log')] };
+  }
+
+  it('does not follow symlinks by default: a symlinked file or directory its globs match is skipped, with one log line each however many scans pass', async () => {
+    const { dir, paths } = linkedLayout('auth.log', 'secret');
+    writeFileSync(join(dir, 'logs', 'app.log'), lines('app', 0, 3));
+    const r = await start({ input: { paths } }, dir);
     await waitRecords(r, 3);
     // A file written after several more scans shows that they ran.
     await new Promise((res) => setTimeout(res, 5 * r.cfg.tail.scanIntervalMs));
@@ -511,20 +520,15 @@ describe('agent tailer', () => {
     const recs = await waitRecords(r, 5);
     assertExactlyOnce(recs, [...expected('app', 0, 3), ...expected('later', 0, 2)]);
     const said = r.cap.lines.filter((l) => typeof l.msg === 'string' && l.msg.includes('symbolic link'));
-    assert.deepEqual(said.map((l) => l.link).sort(), [join(d.path, 'logs', 'link.log'), join(d.path, 'logs', 'sub')]);
+    assert.deepEqual(said.map((l) => l.link).sort(), [join(dir, 'logs', 'link.log'), join(dir, 'logs', 'sub')]);
   });
 
   it('follows symlinked files and directories when followSymlinks is true', async () => {
-    const d = tempDir('tail');
-    dirs.push(d);
-    mkdirSync(join(d.path, 'logs'));
-    mkdirSync(join(d.path, 'outside'));
-    writeFileSync(join(d.path, 'outside', 'a.log'), lines('a', 0, 3));
-    writeFileSync(join(d.path, 'outside', 'b.txt'), lines('b', 0, 2));
-    symlinkSync(join(d.path, 'outside', 'b.txt'), join(d.path, 'logs', 'b.log'));
-    symlinkSync(join(d.path, 'outside'), join(d.path, 'logs', 'sub'));
-    const r = await start({ input: { paths: [join(d.path, 'logs', '*.log'), join(d.path, 'logs', '*', '*.log')], followSymlinks: true } }, d.path);
-    assertExactlyOnce(await waitRecords(r, 5), [...expected('a', 0, 3), ...expected('b', 0, 2)]);
+    // logs/link.log -> outside/b.txt (matched as link.log only); logs/sub/a.log is outside/a.log.
+    const { dir, paths } = linkedLayout('b.txt', 'b');
+    writeFileSync(join(dir, 'outside', 'a.log'), lines('a', 0, 2));
+    const r = await start({ input: { paths, followSymlinks: true } }, dir);
+    assertExactlyOnce(await waitRecords(r, 5), [...expected('a', 0, 2), ...expected('b', 0, 3)]);
   });
 
   it('finds a rotated file again by inode when its descriptor had been given back (maxOpenFiles)', async () => {
