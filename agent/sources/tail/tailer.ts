@@ -30,7 +30,7 @@
  *   not found; globs that also match rotated names (`app.log*`) close that gap. A tracked file
  *   rotated while the agent is down is found again by inode in its directory.
  * - Reads go through one reusable buffer (reads are sequential), at least 2*maxLineBytes+2
- *   bytes so that a held record plus the next line fit; open descriptors are bounded by
+ *   bytes (of the effective record size) so that a held record plus the next line fit; open descriptors are bounded by
  *   tail.maxOpenFiles (idle files give theirs back and reopen by path when they grow).
  */
 import { hostname } from 'node:os';
@@ -298,6 +298,8 @@ export class Tailer {
     const smaller = maxChunkBytes < this.transportMax;
     this.transportMax = maxChunkBytes;
     this.inputs = this.runtimes(this.inputs.map((i) => i.cfg));
+    const size = this.bufferSize();
+    if (size > this.buf.length) this.buf = Buffer.allocUnsafe(size);
     const chunkBytes = this.chunkBytes();
     for (const f of this.files.values()) {
       f.builder.maxBytes = chunkBytes;
@@ -960,7 +962,7 @@ export class Tailer {
 
   private bufferSize(): number {
     let maxLine = 0;
-    for (const i of this.inputs) maxLine = Math.max(maxLine, i.cfg.maxLineBytes);
+    for (const i of this.inputs) maxLine = Math.max(maxLine, i.scan.maxLineBytes);
     return Math.max(256 * 1024, 2 * maxLine + 2);
   }
 }
