@@ -7,7 +7,9 @@
  */
 import { parseCommand, runCheck, reportFatal, formatBytes, EXIT_USAGE, type ParsedCommand } from '../shared/cli.js';
 import { VERSION } from '../shared/version.js';
+import { redactUrl, redactUrls } from '../shared/redact.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
+import { limitWarnings } from './limits.js';
 import { runAgent } from './run.js';
 import { runStatus } from './status.js';
 
@@ -31,10 +33,22 @@ const OPTIONS = {
   json: { type: 'boolean' },
 } as const;
 
+/** The config as `check` prints it: server URLs without their `user:pass@` (other secrets are starred by runCheck). */
+export function printableAgentConfig(c: AgentConfig): AgentConfig {
+  const { nats, http } = c.transport;
+  return {
+    ...c,
+    transport: {
+      ...(nats ? { nats: { ...nats, servers: redactUrls(nats.servers) } } : {}),
+      ...(http ? { http: { ...http, url: redactUrl(http.url) } } : {}),
+    },
+  };
+}
+
 export function summarizeAgentConfig(c: AgentConfig): string[] {
   const t = c.transport.nats
     ? `nats ${c.transport.nats.servers.join(',')} subject ${c.transport.nats.subjectPrefix}.${c.id}`
-    : `http ${c.transport.http!.url}`;
+    : `http ${c.transport.http!.url} (chunks up to ${formatBytes(c.transport.http!.maxChunkBytes)})`;
   return [
     `agent id: ${c.id}`,
     `data dir: ${c.dataDir} (spool cap ${formatBytes(c.spool.maxBytes)}, when full: ${c.spool.onFull}, synchronous: ${c.spool.synchronous})`,
@@ -55,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`ferry-agent ${VERSION}\n`);
       return 0;
     case 'check':
-      return runCheck((f) => loadAgentConfig(f), summarizeAgentConfig, cmd.values);
+      return runCheck((f) => printableAgentConfig(loadAgentConfig(f)), summarizeAgentConfig, cmd.values, process.stdout, process.stderr, limitWarnings);
     case 'run':
       return runAgent(cmd.values);
     case 'status':

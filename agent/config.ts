@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { bytes, ms, listenAddress, regexString, logLevel, tlsFiles, loadConfigFile } from '../shared/config/index.js';
-import { AGENT_ID_PATTERN, TOPIC_PATTERN } from '../shared/chunk/codec.js';
+import { AGENT_ID_PATTERN, MAX_RECORD_BYTES, TOPIC_PATTERN } from '../shared/chunk/codec.js';
 
 export function defaultAgentId(): string {
   const h = hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[.]+/, '');
@@ -25,8 +25,14 @@ const input = z.strictObject({
   exclude: z.array(z.string().min(1)).default([]).describe('glob patterns of files to skip'),
   topic: z.string().regex(TOPIC_PATTERN, 'not a valid Kafka topic name').describe('Kafka topic these lines go to'),
   startAt: z.enum(['beginning', 'end']).default('beginning').describe('where to start in a file seen for the first time'),
-  maxLineBytes: bytes({ min: 16 }).default(1024 * 1024).describe('lines longer than this are split or truncated (see longLines)'),
+  maxLineBytes: bytes({ min: 16 })
+    .default(MAX_RECORD_BYTES)
+    .describe('lines longer than this are split or truncated (see longLines); the default, 1008 KiB, is also the most one record can hold (Kafka\'s default message.max.bytes less room for headers) and a transport with a lower limit lowers it further: larger values are lowered to that (ferry-agent check warns)'),
   longLines: z.enum(['split', 'truncate']).default('split').describe('split: emit the line in pieces marked as continued; truncate: keep the first maxLineBytes, mark it, skip the rest'),
+  followSymlinks: z
+    .boolean()
+    .default(false)
+    .describe('follow symbolic links: a matched file that is a link, or a linked directory a glob enters; off: such matches are skipped (logged once), since a link in a writable log directory could point the agent at any file it can read'),
   partialLineFlushMs: ms().default(5000).describe('a last line without newline is emitted after the file has not grown for this long'),
   multiline: multiline.optional(),
 });
@@ -51,6 +57,9 @@ const http = z.strictObject({
   token: z.string().optional().describe('bearer token the gateway expects'),
   gzip: z.boolean().default(true).describe('gzip request bodies'),
   timeoutMs: ms({ min: 100 }).default(30000).describe('a request without answer after this long is retried'),
+  maxChunkBytes: bytes({ min: 16 * 1024 })
+    .default(16 * 1024 * 1024)
+    .describe('largest encoded chunk the gateway accepts: its http.bodyLimitBytes; chunks and records are cut to fit (set it when the gateway\'s limit, or a proxy\'s, is lower)'),
   maxInFlight: z.number().int().min(1).max(64).default(1).describe('chunks sent and awaiting an answer at once; above 1, concurrent requests can reach Kafka out of file order (faster, but a file\'s lines may interleave out of order)'),
   tls: tlsFiles.optional(),
 });
@@ -67,7 +76,7 @@ export const agentConfigSchema = z.strictObject({
   inputs: z.array(input).min(1).describe('files to tail'),
   chunk: z
     .strictObject({
-      maxBytes: bytes({ min: 1024, max: 8 * 1024 * 1024 }).default(256 * 1024).describe('a chunk is cut when it holds this many bytes'),
+      maxBytes: bytes({ min: 1024, max: 8 * 1024 * 1024 }).default(256 * 1024).describe('a chunk is cut when its records and their index hold this many bytes; lowered to what the transport takes (NATS max_payload, transport.http.maxChunkBytes) less 8 KiB for the chunk header'),
       maxDelayMs: ms({ min: 1 }).default(200).describe('...or when its first line has waited this long'),
     })
     .default({ maxBytes: 256 * 1024, maxDelayMs: 200 }),

@@ -26,6 +26,7 @@ import { Pump } from './shippers/pump.js';
 import { createShipper, maxInFlightOf } from './shippers/index.js';
 import type { Shipper } from './shippers/types.js';
 import { startMonitor, type Monitor } from './monitor.js';
+import { META_MAX_CHUNK_BYTES, learnedLimitMeta, startingMaxChunkBytes } from './limits.js';
 import { META_AGENT_STATUS, PID_FILE, runningPid, transportKind, type AgentMeta, type StatusReport } from './status.js';
 
 export interface AgentOptions {
@@ -89,6 +90,8 @@ export class Agent {
   private pidFile: string | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatFailing = false;
+  /** the largest encoded chunk the transport takes, as last learned (agent/limits.ts) */
+  private transportMaxChunkBytes = 0;
   private stopping: Promise<void> | undefined;
   private readonly m: { heartbeats: Counter; heartbeatFailures: Counter; up: Gauge; reloads: Counter<'result'> };
 
@@ -127,13 +130,14 @@ export class Agent {
     if (c.monitor.enabled) this.monitor = await startMonitor({ listen: c.monitor.listen, source: this, registry: this.registry, log: opts.log });
     const deps = { log: opts.log, registry: this.registry };
     this.spool = Spool.open({ dataDir: c.dataDir, maxBytes: c.spool.maxBytes, onFull: c.spool.onFull, synchronous: c.spool.synchronous, ...deps });
-    this.shipper = createShipper(c, deps);
+    this.transportMaxChunkBytes = startingMaxChunkBytes(c, this.spool.meta(META_MAX_CHUNK_BYTES));
+    this.shipper = createShipper(c, { ...deps, onMaxChunkBytes: (n) => this.learnedLimit(n) });
     await this.shipper.start();
     this.pump = new Pump({ spool: this.spool, shipper: this.shipper, maxInFlight: maxInFlightOf(c), retry: c.retry, ...deps });
     const previous = this.readMeta();
     if (previous) this.pump.setLastShipAtMs(previous.lastShipAtMs);
     this.pump.start();
-    this.tailer = new Tailer({ config: c, spool: this.spool, ...deps });
+    this.tailer = new Tailer({ config: c, spool: this.spool, transportMaxChunkBytes: this.transportMaxChunkBytes, ...deps });
     await this.tailer.start();
     this.heartbeatTimer = setInterval(() => this.tick(), c.heartbeatIntervalMs);
     this.tick();
@@ -141,6 +145,19 @@ export class Agent {
       { agentId: c.id, version: VERSION, transport: transportKind(c), dataDir: c.dataDir, inputs: c.inputs.length, monitor: this.monitorAddress() },
       'ferry-agent started',
     );
+  }
+
+  /** The transport announced its limit: kept in the spool (chunks are cut while disconnected too) and applied by the tailer. */
+  private learnedLimit(maxChunkBytes: number): void {
+    if (maxChunkBytes === this.transportMaxChunkBytes) return;
+    this.log.info({ maxChunkBytes, was: this.transportMaxChunkBytes }, 'the transport takes chunks of at most this size: cutting to fit');
+    this.transportMaxChunkBytes = maxChunkBytes;
+    try {
+      this.spool?.setMeta(META_MAX_CHUNK_BYTES, learnedLimitMeta(transportKind(this.config), maxChunkBytes));
+    } catch (err) {
+      this.log.warn({ err }, 'cannot record the transport limit in the spool');
+    }
+    this.tailer?.setTransportLimit(maxChunkBytes);
   }
 
   private monitorAddress(): string | null {

@@ -9,12 +9,15 @@
  *    agent last recorded in the spool's meta table (`agent.status`: last successful ship,
  *    transport state), plus the pid file `<dataDir>/agent.pid` to tell whether it runs.
  * Exit code: 0 when the agent runs, 3 when it does not (as `systemctl status`), 1 on errors.
+ * Nothing it prints holds URL credentials: the agent records its state redacted, and the meta is
+ * redacted again when read.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatBytes, requireConfigPath, type ParsedCommand } from '../shared/cli.js';
 import { parseListen } from '../shared/config/index.js';
 import { VERSION } from '../shared/version.js';
+import { redactText } from '../shared/redact.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { Spool, SPOOL_FILE } from './spool/spool.js';
 import type { PumpStatus } from './shippers/pump.js';
@@ -105,7 +108,8 @@ export function runningPid(dataDir: string): number | null {
 function parseMeta(text: string | undefined): AgentMeta | null {
   if (!text) return null;
   try {
-    const m = JSON.parse(text) as AgentMeta;
+    // Redacted again: a spool written by an older agent may hold a server URL with credentials.
+    const m = JSON.parse(redactText(text)) as AgentMeta;
     return typeof m === 'object' && m !== null && typeof m.pid === 'number' ? m : null;
   } catch {
     return null;

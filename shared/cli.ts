@@ -4,7 +4,7 @@
  * arguments and call the library.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, ConfigReadError, FerryError, UsageError, errorMessage } from './errors.js';
+import { ConfigError, ConfigReadError, FerryError, UsageError, errorMessage, type ConfigIssue } from './errors.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -54,7 +54,8 @@ export function redact(value: unknown, key = ''): unknown {
 /**
  * Runs the `check` command: loads the config, prints every problem with its path (exit 1) or
  * the effective config summary (exit 0); `--json` prints the whole effective config, secrets
- * redacted.
+ * redacted. `warn` names valid settings that will not work as written (printed to `err` like
+ * problems, with their path; the exit code stays 0).
  */
 export function runCheck<C>(
   load: (file: string) => C,
@@ -62,6 +63,7 @@ export function runCheck<C>(
   values: ParsedCommand['values'],
   out: NodeJS.WritableStream = process.stdout,
   err: NodeJS.WritableStream = process.stderr,
+  warn: (config: C) => readonly ConfigIssue[] = () => [],
 ): number {
   const file = requireConfigPath(values);
   let config: C;
@@ -84,6 +86,11 @@ export function runCheck<C>(
   } else {
     out.write(`${file}: OK\n`);
     for (const line of summarize(config)) out.write(`  ${line}\n`);
+  }
+  const warnings = warn(config);
+  if (warnings.length > 0) {
+    err.write(`${file}: ${warnings.length} warning${warnings.length === 1 ? '' : 's'}\n`);
+    for (const w of warnings) err.write(`  warning: ${w.path}: ${w.message}\n`);
   }
   return EXIT_OK;
 }

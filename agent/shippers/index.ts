@@ -12,9 +12,11 @@ export { HttpShipper } from './http/shipper.js';
 export * from './types.js';
 
 /** The shipper for `config.transport` (exactly one of nats / http is set; the schema checks it). */
-export function createShipper(config: AgentConfig, deps: { log: Logger; registry: Registry }): Shipper {
-  if (config.transport.nats) return new NatsShipper({ config: config.transport.nats, agentId: config.id, ...deps });
-  if (config.transport.http) return new HttpShipper({ config: config.transport.http, agentId: config.id, ...deps });
+export function createShipper(config: AgentConfig, deps: { log: Logger; registry: Registry; onMaxChunkBytes?: (maxChunkBytes: number) => void }): Shipper {
+  const { onMaxChunkBytes, ...common } = deps;
+  if (config.transport.nats) return new NatsShipper({ config: config.transport.nats, agentId: config.id, ...common, ...(onMaxChunkBytes ? { onMaxChunkBytes } : {}) });
+  // HTTP's limit is configured (transport.http.maxChunkBytes): nothing to learn.
+  if (config.transport.http) return new HttpShipper({ config: config.transport.http, agentId: config.id, ...common });
   throw new Error('transport: neither nats nor http is configured');
 }
 

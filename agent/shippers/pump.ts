@@ -21,6 +21,7 @@ import type { Logger } from '../../shared/log.js';
 import { Counter, Gauge, Histogram, type Registry } from '../../shared/metrics.js';
 import { backoffDelay, type BackoffPolicy } from '../../shared/backoff.js';
 import { errorMessage } from '../../shared/errors.js';
+import { redactText } from '../../shared/redact.js';
 import type { SpoolReader, SpooledChunk } from '../spool/types.js';
 import { isFatal, isRetry, ShipFailure, type SendResult, type Shipper } from './types.js';
 
@@ -339,7 +340,7 @@ export class Pump {
     this.probing = true;
     if (this.stopping) return;
     if (isFatal(r)) {
-      const msg = errorMessage(r.fatal);
+      const msg = redactText(errorMessage(r.fatal));
       if (this.blocked?.seq !== chunk.seq) {
         this.blocked = { seq: chunk.seq, path: chunk.path, topic: chunk.topic, error: msg, sinceMs: this.now() };
         this.m.fatal.inc();
@@ -358,7 +359,7 @@ export class Pump {
     }
     if (!isRetry(r)) return; // unreachable: 'ok' never reaches here
     this.attempt++;
-    const reason = errorMessage(r.retry);
+    const reason = redactText(errorMessage(r.retry));
     const delay =
       r.retryAfterMs !== undefined && Number.isFinite(r.retryAfterMs)
         ? Math.min(Math.max(0, r.retryAfterMs), MAX_RETRY_AFTER_MS)

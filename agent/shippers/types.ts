@@ -10,6 +10,7 @@
  *                           shipping stops behind it and an operator has to look.
  */
 import { TransportError } from '../../shared/errors.js';
+import { redactText } from '../../shared/redact.js';
 import type { Heartbeat } from '../../shared/protocol.js';
 import type { SpooledChunk } from '../spool/types.js';
 
@@ -54,12 +55,13 @@ export function isFatal(r: SendResult): r is { fatal: Error } {
 
 /**
  * A failed send, with a short stable `reason` (metric label, log-once key): `not-connected`,
- * `no-stream`, `timeout`, `rejected`, `http-5xx`, `http-429`, `network`, ...
+ * `no-stream`, `timeout`, `rejected`, `http-5xx`, `http-429`, `network`, `bad-ack`, ...
+ * Its message never holds URL credentials (it reaches logs, status and the spool's meta).
  */
 export class ShipFailure extends TransportError {
   readonly reason: string;
   constructor(reason: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(redactText(message), options);
     this.reason = reason;
   }
 }

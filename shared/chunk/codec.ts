@@ -105,6 +105,24 @@ export function chunkId(agentId: string, seq: number): string {
   return `${agentId}/${seq}`;
 }
 
+/** Bytes of a chunk's frame around its header JSON: magic, version, flags, header length, record count. */
+export const CHUNK_FRAME_BYTES = 14;
+
+/**
+ * The largest record (piece of a line) an agent cuts: Kafka's default `message.max.bytes`
+ * (1048588, for a whole record batch) minus 16 KiB for the record's `ferry.*` headers (the path
+ * among them) and the batch overhead, so that every record fits a broker with default settings.
+ */
+export const MAX_RECORD_BYTES = 1024 * 1024 - 16 * 1024;
+
+/** Bytes one record's entry takes in the chunk's index (varint gap, varint length, flags). */
+export function recordEntryBytes(gap: number, length: number): number {
+  return varintSize(gap) + varintSize(length) + 1;
+}
+
+/** The most a record entry can take: two 8-byte varints and the flags byte. */
+export const MAX_RECORD_ENTRY_BYTES = 17;
+
 function varintSize(n: number): number {
   let size = 1;
   while (n >= 0x80) {
@@ -133,7 +151,7 @@ export function encodeChunk(header: ChunkHeader, entries: readonly RecordEntry[]
   let indexBytes = 0;
   let dataBytes = 0;
   for (const e of entries) {
-    indexBytes += varintSize(e.gap) + varintSize(e.length) + 1;
+    indexBytes += recordEntryBytes(e.gap, e.length);
     dataBytes += e.length;
   }
   let partsBytes = 0;
@@ -144,7 +162,7 @@ export function encodeChunk(header: ChunkHeader, entries: readonly RecordEntry[]
   if (entries.length !== header.lineCount) {
     throw new RangeError(`chunk has ${entries.length} records but header.lineCount is ${header.lineCount}`);
   }
-  const out = Buffer.allocUnsafe(10 + headerJson.length + 4 + indexBytes + dataBytes);
+  const out = Buffer.allocUnsafe(CHUNK_FRAME_BYTES + headerJson.length + indexBytes + dataBytes);
   CHUNK_MAGIC.copy(out, 0);
   out[4] = CHUNK_VERSION;
   out[5] = 0;

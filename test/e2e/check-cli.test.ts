@@ -61,6 +61,31 @@ describe('ferry-agent check and ferry-gateway check', () => {
     assert.match(res.stderr, /3 problems/);
   });
 
+  it('ferry-agent check warns, naming the key, about chunk.maxBytes and maxLineBytes the transport or Kafka cannot take, and still exits 0', () => {
+    const file = join(dir, 'agent-big.yaml');
+    writeFileSync(file, ['inputs:', '  - paths: ["/x/*.log"]', '    topic: t', '    maxLineBytes: 4MiB', 'chunk:', '  maxBytes: 2MiB', 'transport:', '  nats:', '    servers: ["nats://127.0.0.1:4222"]', ''].join('\n'));
+    const res = run('agent', ['check', '--config', file]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /: OK\n/);
+    assert.match(res.stderr, /2 warnings/);
+    assert.match(res.stderr, /warning: chunk\.maxBytes: 2097152 bytes do not fit NATS's default max_payload/);
+    assert.match(res.stderr, /warning: inputs\[0\]\.maxLineBytes: 4194304 bytes do not fit Kafka's default message\.max\.bytes .*split into pieces of 1032192 bytes/);
+    const defaults = run('agent', ['check', '--config', join(root, 'deploy/examples/agent.yaml')]);
+    assert.equal(defaults.stderr, '', 'the example config draws no warning');
+  });
+
+  it('ferry-agent check prints server URLs without their user:pass, in the summary and in --json', () => {
+    const file = join(dir, 'agent-creds.yaml');
+    writeFileSync(file, ['inputs:', '  - paths: ["/x/*.log"]', '    topic: t', 'transport:', '  nats:', '    servers: ["nats://ferry:s3cretpw@nats-1:4222", "tls://ferry:s3cretpw@nats-2:4222"]', ''].join('\n'));
+    const text = run('agent', ['check', '--config', file]);
+    const json = run('agent', ['check', '--config', file, '--json']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.equal(json.code, 0, json.stderr);
+    assert.match(text.stdout, /nats:\/\/\*\*\*@nats-1:4222,tls:\/\/\*\*\*@nats-2:4222/);
+    assert.deepEqual((JSON.parse(json.stdout) as { transport: { nats: { servers: string[] } } }).transport.nats.servers, ['nats://***@nats-1:4222', 'tls://***@nats-2:4222']);
+    for (const out of [text.stdout, text.stderr, json.stdout, json.stderr]) assert.doesNotMatch(out, /s3cretpw/);
+  });
+
   it('ferry-gateway check names a wrong type, an unknown key and a missing required key, and exits 1', () => {
     const file = join(dir, 'gateway-bad.yaml');
     writeFileSync(file, ['kafka:', '  delivery: exactly-once', '  lingerMs: soon', 'http:', '  listen: "0.0.0.0:8080"', '  colour: red', ''].join('\n'));

@@ -1,7 +1,7 @@
 // A real nats-server for tests, after nats.js's nst launcher: port -1 and a ports file, its own
 // temp store, restart on the same port with the same data, and disposal through
 // `Symbol.asyncDispose`. Ready means a client connected and JetStream answered.
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -16,6 +16,8 @@ export interface NatsServerOptions {
   jetstream?: boolean;
   /** Extra nats-server arguments, appended last. */
   args?: string[];
+  /** The server's max_payload (written to a config file passed with -c); default nats-server's own (1 MiB). */
+  maxPayloadBytes?: number;
   /** How long a start (or restart) may take. Default 20 s. */
   startTimeoutMs?: number;
 }
@@ -102,6 +104,11 @@ class NatsServerImpl implements NatsServer {
     for (const f of readdirSync(this.storeDir)) if (f.endsWith('.ports')) rmSync(join(this.storeDir, f), { force: true });
     const args = ['-a', '127.0.0.1', '-p', String(this.currentPort), '--ports_file_dir', this.storeDir];
     if (this.opts.jetstream) args.push('-js', '-sd', this.storeDir);
+    if (this.opts.maxPayloadBytes > 0) {
+      const conf = join(this.storeDir, 'server.conf');
+      writeFileSync(conf, `max_payload: ${this.opts.maxPayloadBytes}\n`);
+      args.push('-c', conf);
+    }
     args.push(...this.opts.args);
 
     const started = Date.now();
@@ -170,6 +177,7 @@ export async function startNats(opts: NatsServerOptions = {}): Promise<NatsServe
   const server = new NatsServerImpl(binary, dir, {
     jetstream: opts.jetstream ?? true,
     args: opts.args ?? [],
+    maxPayloadBytes: opts.maxPayloadBytes ?? 0,
     startTimeoutMs: opts.startTimeoutMs ?? 20_000,
   });
   try {

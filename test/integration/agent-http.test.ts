@@ -15,7 +15,7 @@ import { Spool } from '../../agent/spool/spool.js';
 import { Pump } from '../../agent/shippers/pump.js';
 import { HttpShipper } from '../../agent/shippers/http/shipper.js';
 import { agentConfigSchema } from '../../agent/config.js';
-import { decodeChunk, CHUNK_CONTENT_TYPE } from '../../shared/chunk/codec.js';
+import { decodeChunk, chunkId, CHUNK_CONTENT_TYPE } from '../../shared/chunk/codec.js';
 import { silentLogger } from '../../shared/log.js';
 import { createRegistry } from '../../shared/metrics.js';
 
@@ -31,11 +31,18 @@ interface Received {
   socket: number;
 }
 
-/** A gateway stand-in: records every request and answers with `respond(seq, attemptOfSeq)`. */
+/** Answers 200 with the ChunkAck the gateway sends for the chunk `id`. */
+function ack(res: ServerResponse, id: string): void {
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id, duplicate: false, records: 1 }));
+}
+
+type Responder = (seq: number, attempt: number, res: ServerResponse, id: string) => void;
+
+/** A gateway stand-in: records every request and answers with `respond(seq, attemptOfSeq, res, chunkId)`. */
 class TestGateway {
   readonly received: Received[] = [];
   readonly attempts = new Map<number, number>();
-  respond: (seq: number, attempt: number, res: ServerResponse) => void = (_s, _a, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"id":"x","duplicate":false,"records":1}');
+  respond: Responder = (_s, _a, res, id) => ack(res, id);
   private server: Server | undefined;
   private sockets = 0;
   url = '';
@@ -51,12 +58,13 @@ class TestGateway {
           return;
         }
         const chunk = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw;
-        const seq = decodeChunk(chunk).header.seq;
+        const { header } = decodeChunk(chunk);
+        const seq = header.seq;
         const n = (this.attempts.get(seq) ?? 0) + 1;
         this.attempts.set(seq, n);
         const socket = (req.socket as unknown as { ferryId?: number }).ferryId ?? -1;
         this.received.push({ url: req.url ?? '', headers: req.headers, raw, chunk, seq, atMs: Date.now(), socket });
-        this.respond(seq, n, res);
+        this.respond(seq, n, res, chunkId(header.agentId, seq));
       });
     });
     this.server.on('connection', (s) => ((s as unknown as { ferryId?: number }).ferryId = ++this.sockets));
@@ -67,7 +75,7 @@ class TestGateway {
   reset(): void {
     this.received.length = 0;
     this.attempts.clear();
-    this.respond = (_s, _a, res) => res.writeHead(200).end('{}');
+    this.respond = (_s, _a, res, id) => ack(res, id);
   }
 
   async stop(): Promise<void> {
@@ -161,9 +169,9 @@ describe('HTTP shipping', () => {
   it('keeps a chunk refused with 400 in the spool, blocks behind it without hot-looping, and says why', async () => {
     const s = setup(gw.url, {}, { initialMs: 20, maxMs: 200, multiplier: 2, jitter: 0 });
     let refuse = true;
-    gw.respond = (seq, _n, res) => {
+    gw.respond = (seq, _n, res, id) => {
       if (seq === 2 && refuse) res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'FERRY_CHUNK_MALFORMED', message: 'malformed chunk: header.topic bad' } }));
-      else res.writeHead(200).end('{}');
+      else ack(res, id);
     };
     try {
       for (let i = 0; i < 5; i++) s.append(2);
@@ -187,9 +195,35 @@ describe('HTTP shipping', () => {
     }
   });
 
+  it('keeps a chunk answered 200 with anything but its ChunkAck (an HTML login page, another id, no JSON), retries it with backoff and says why', async () => {
+    const s = setup(gw.url, {}, { initialMs: 20, maxMs: 100, multiplier: 2, jitter: 0 });
+    const wrong: Array<(res: ServerResponse) => void> = [
+      (res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body><form action="/login">Please sign in</form></body></html>'),
+      (res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'h-01/999', duplicate: false, records: 1 })),
+      (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'),
+      (res) => res.writeHead(204).end(),
+    ];
+    gw.respond = (_seq, n, res, id) => (n <= wrong.length ? wrong[n - 1]!(res) : ack(res, id));
+    try {
+      s.append(1);
+      await s.shipper.start();
+      const [first] = await s.shipper.send(s.spool.readAfter(0, 1));
+      assert.ok(typeof first === 'object' && 'retry' in first, `a 200 HTML page must be a retry, got ${JSON.stringify(first)}`);
+      assert.match(first.retry.message, /not the gateway's acknowledgement of chunk h-01\/1/);
+      assert.equal(s.shipper.health().ok, false, 'health (and so /readyz) must show the bad answers');
+      assert.match(s.shipper.health().detail, /acknowledgement/);
+      s.pump.start();
+      await waitFor(() => s.spool.stats().chunks === 0, 5000, 'the chunk to ship once the real ack comes');
+      assert.equal(gw.attempts.get(1), wrong.length + 1, 'every wrong answer must have been retried, none taken as an ack');
+      assert.equal(s.shipper.health().ok, true);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('retries a 429 no sooner than its Retry-After', async () => {
     const s = setup(gw.url);
-    gw.respond = (_seq, n, res) => (n === 1 ? res.writeHead(429, { 'retry-after': '1' }).end() : res.writeHead(200).end('{}'));
+    gw.respond = (_seq, n, res, id) => (n === 1 ? res.writeHead(429, { 'retry-after': '1' }).end() : ack(res, id));
     try {
       s.append(1);
       await s.shipper.start();
@@ -204,7 +238,7 @@ describe('HTTP shipping', () => {
 
   it('retries a 503 with backoff and ships the chunk when the gateway recovers', async () => {
     const s = setup(gw.url);
-    gw.respond = (_seq, n, res) => (n <= 2 ? res.writeHead(503).end(JSON.stringify({ error: { code: 'FERRY_KAFKA', message: 'Kafka unavailable' } })) : res.writeHead(200).end('{}'));
+    gw.respond = (_seq, n, res, id) => (n <= 2 ? res.writeHead(503).end(JSON.stringify({ error: { code: 'FERRY_KAFKA', message: 'Kafka unavailable' } })) : ack(res, id));
     try {
       s.append(1);
       s.append(1);
@@ -284,8 +318,13 @@ describe('HTTPS shipping', () => {
         const peer = sock.getPeerCertificate();
         const cn = peer?.subject?.CN;
         seen.push({ authorized: sock.authorized, peerCN: Array.isArray(cn) ? cn.join(',') : cn });
-        req.resume();
-        req.on('end', () => res.writeHead(200).end('{}'));
+        const parts: Buffer[] = [];
+        req.on('data', (d: Buffer) => parts.push(d));
+        req.on('end', () => {
+          const raw = Buffer.concat(parts);
+          const { header } = decodeChunk(req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw);
+          ack(res, chunkId(header.agentId, header.seq));
+        });
       },
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -1,8 +1,13 @@
 /**
  * Ships chunks to ferry-gateway over HTTP(S): one `POST <url>/v1/chunks` per chunk, body = the
  * encoded chunk (gzip by default), bearer token, keep-alive connections (shared/protocol.ts).
+ * The gateway is named by its origin (no `user:pass@`) in logs, errors and health.
  *
- *   2xx                       ok: the gateway has the chunk in Kafka
+ *   2xx + ChunkAck            ok: the gateway has the chunk in Kafka. Only a JSON ChunkAck naming
+ *                             exactly the chunk id sent counts: any other 2xx answer (a proxy's or
+ *                             login page, another id, no body) is a retry (reason `bad-ack`), shown
+ *                             by health (so /readyz) until a real ack comes; the chunk is never
+ *                             deleted on it.
  *   408, 429, 5xx             retry, honouring Retry-After (seconds or HTTP date)
  *   network error, timeout    retry
  *   any other status          fatal for this chunk: the gateway refuses it (400 malformed,
@@ -17,7 +22,7 @@ import { gzip as gzipCb } from 'node:zlib';
 import type { Logger } from '../../../shared/log.js';
 import type { Registry } from '../../../shared/metrics.js';
 import { CHUNK_CONTENT_TYPE, chunkId } from '../../../shared/chunk/codec.js';
-import { HTTP_CHUNKS_PATH, HTTP_HEARTBEATS_PATH, type Heartbeat } from '../../../shared/protocol.js';
+import { HTTP_CHUNKS_PATH, HTTP_HEARTBEATS_PATH, type ChunkAck, type Heartbeat } from '../../../shared/protocol.js';
 import { TransportError, errorMessage } from '../../../shared/errors.js';
 import { parseRetryAfter } from '../../../shared/backoff.js';
 import type { AgentConfig } from '../../config.js';
@@ -25,6 +30,7 @@ import type { SpooledChunk } from '../../spool/types.js';
 import { ShipFailure, type SendResult, type Shipper, type ShipperHealth, type TransportState } from '../types.js';
 import { transportMetrics, type TransportMetrics } from '../metrics.js';
 import { settleBy } from '../../../shared/async.js';
+import { redactUrl } from '../../../shared/redact.js';
 
 export type HttpTransportConfig = NonNullable<AgentConfig['transport']['http']>;
 
@@ -67,6 +73,19 @@ function describeBody(body: string): string {
   return body.trim().slice(0, 300);
 }
 
+/** True when `body` is the gateway's ChunkAck for chunk `id` (shared/protocol.ts). */
+export function isAckOf(body: string, id: string): boolean {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return false;
+  }
+  if (parsed === null || typeof parsed !== 'object') return false;
+  const a = parsed as Partial<ChunkAck>;
+  return a.id === id && typeof a.duplicate === 'boolean' && typeof a.records === 'number';
+}
+
 export class HttpShipper implements Shipper {
   readonly transport = 'http' as const;
   private readonly cfg: HttpTransportConfig;
@@ -106,7 +125,7 @@ export class HttpShipper implements Shipper {
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
-    this.log.info({ url: this.chunksUrl.href, gzip: this.cfg.gzip }, 'HTTP shipper ready');
+    this.log.info({ url: redactUrl(this.chunksUrl.href), gzip: this.cfg.gzip }, 'HTTP shipper ready');
     return Promise.resolve();
   }
 
@@ -160,25 +179,37 @@ export class HttpShipper implements Shipper {
     }
     this.reachable();
     const { status } = answer;
+    const what = describeBody(answer.body);
     if (status >= 200 && status < 300) {
+      if (!isAckOf(answer.body, id)) {
+        const type = answer.headers['content-type'] ?? 'no content type';
+        return this.retryFor(
+          'bad-ack',
+          `HTTP ${status} (${type}) from ${this.base.origin} is not the gateway's acknowledgement of chunk ${id}${what ? `: ${what.slice(0, 120)}` : ''} (a proxy or login page in between?); the chunk stays in the spool`,
+          status,
+        );
+      }
       if (this.issue) {
         this.log.info({ was: this.issue.reason }, 'the gateway accepts chunks again');
         this.issue = null;
       }
       return 'ok';
     }
-    const what = describeBody(answer.body);
     if (status === 408 || status === 429 || status >= 500) {
-      const retryAfterMs = parseRetryAfter(answer.headers['retry-after']);
       const reason = status === 429 ? 'http-429' : status === 408 ? 'http-408' : 'http-5xx';
-      const failure = new ShipFailure(reason, `gateway answered HTTP ${status} for chunk ${id}${what ? `: ${what}` : ''}`);
-      if (this.issue?.reason !== reason) {
-        this.issue = { reason, message: failure.message };
-        this.log.warn({ status, retryAfterMs, chunk: id }, failure.message);
-      }
-      return retryAfterMs !== undefined ? { retry: failure, retryAfterMs } : { retry: failure };
+      return this.retryFor(reason, `gateway answered HTTP ${status} for chunk ${id}${what ? `: ${what}` : ''}`, status, parseRetryAfter(answer.headers['retry-after']));
     }
     return { fatal: new ShipFailure(`http-${status}`, `gateway refused chunk ${id} (${chunk.path}, topic ${chunk.topic}) with HTTP ${status}${what ? `: ${what}` : ''}`) };
+  }
+
+  /** A retry for a gateway-side problem, logged once per change of reason. */
+  private retryFor(reason: string, message: string, status: number, retryAfterMs?: number): SendResult {
+    const failure = new ShipFailure(reason, message);
+    if (this.issue?.reason !== reason) {
+      this.issue = { reason, message };
+      this.log.warn({ status, retryAfterMs, reason }, message);
+    }
+    return retryAfterMs !== undefined ? { retry: failure, retryAfterMs } : { retry: failure };
   }
 
   private request(url: URL, body: Buffer, headers: OutgoingHttpHeaders): Promise<Answer> {
@@ -254,7 +285,9 @@ export class HttpShipper implements Shipper {
     else if (this.state === 'connecting') detail = `no request to ${this.base.origin} answered yet`;
     else if (this.state === 'closed') detail = 'closed';
     else detail = `gateway ${this.base.origin} unreachable since ${since}: ${this.lastError}`;
-    return { ok: this.state === 'connected', transport: 'http', state: this.state, detail, sinceMs: this.sinceMs, server: this.base.origin };
+    // Answers that are not acks mean something else than the gateway answers: not ready.
+    const ok = this.state === 'connected' && this.issue?.reason !== 'bad-ack';
+    return { ok, transport: 'http', state: this.state, detail, sinceMs: this.sinceMs, server: this.base.origin };
   }
 
   /** Waits for requests under way until `deadlineMs` (ms since epoch), then closes the sockets. */

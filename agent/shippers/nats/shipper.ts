@@ -7,7 +7,11 @@
  *   "retry" at once (the spool is the buffer, not the client's reconnect buffer).
  * - No stream captures the subject yet (the gateway creates it): "no responders", a retry; the
  *   condition is logged once when it starts and once when it ends, never per chunk.
- * - A chunk larger than the server's max_payload can never be published: fatal for that chunk.
+ * - The server's max_payload (INFO, at every connect) is announced through `onMaxChunkBytes`
+ *   as the largest encoded chunk it takes (agent/limits.ts), so that the tailer cuts to fit.
+ * - A chunk larger than that (cut before the limit was known) can never be published: fatal
+ *   for that chunk, which stays in the spool and blocks shipping, visibly.
+ * - Server URLs are shown and logged without their `user:pass@` (shared/redact.ts).
  * - Heartbeats are core NATS publishes (fire and forget) to `<heartbeatSubject>.<agentId>`.
  */
 import { connect, errors as natsErrors, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
@@ -23,12 +27,16 @@ import { ShipFailure, type SendResult, type Shipper, type ShipperHealth, type Tr
 import { transportMetrics, type TransportMetrics } from '../metrics.js';
 import { natsConnectionOptions, type NatsTransportConfig } from './options.js';
 import { settleBy } from '../../../shared/async.js';
+import { redactText, redactUrl, redactUrls } from '../../../shared/redact.js';
+import { natsMaxChunkBytes } from '../../limits.js';
 
 export interface NatsShipperOptions {
   config: NatsTransportConfig;
   agentId: string;
   log: Logger;
   registry: Registry;
+  /** called at every connect with the largest encoded chunk the server takes */
+  onMaxChunkBytes?: (maxChunkBytes: number) => void;
 }
 
 export class NatsShipper implements Shipper {
@@ -36,9 +44,12 @@ export class NatsShipper implements Shipper {
   readonly subject: string;
   private readonly hbSubject: string;
   private readonly cfg: NatsTransportConfig;
+  /** the servers as logged and shown: without `user:pass@` */
+  private readonly servers: string;
   private readonly agentId: string;
   private readonly log: Logger;
   private readonly m: TransportMetrics;
+  private readonly onMaxChunkBytes: ((maxChunkBytes: number) => void) | undefined;
   private connectOpts: NodeConnectionOptions | undefined;
 
   private nc: NatsConnection | undefined;
@@ -59,11 +70,13 @@ export class NatsShipper implements Shipper {
 
   constructor(opts: NatsShipperOptions) {
     this.cfg = opts.config;
+    this.servers = redactUrls(opts.config.servers).join(', ');
     this.agentId = opts.agentId;
     this.subject = chunkSubject(opts.config.subjectPrefix, opts.agentId);
     this.hbSubject = heartbeatSubject(opts.config.heartbeatSubject, opts.agentId);
     this.log = opts.log.child({ component: 'shipper', transport: 'nats' });
     this.m = transportMetrics(opts.registry);
+    this.onMaxChunkBytes = opts.onMaxChunkBytes;
   }
 
   /** Validates credentials and files (throws TransportError naming the key), then connects in the background. */
@@ -90,7 +103,7 @@ export class NatsShipper implements Shipper {
     if (state === this.state && server === this.server) return;
     this.state = state;
     this.sinceMs = Date.now();
-    if (server !== undefined) this.server = server;
+    if (server !== undefined) this.server = redactUrl(server);
     this.m.connected.set(state === 'connected' ? 1 : 0);
   }
 
@@ -102,10 +115,10 @@ export class NatsShipper implements Shipper {
         nc = await connect(this.connectOpts);
       } catch (err) {
         this.connectAttempt++;
-        const msg = errorMessage(err);
+        const msg = redactText(errorMessage(err));
         if (msg !== this.lastConnectError) {
           this.lastConnectError = msg;
-          this.log.warn({ err, servers: this.cfg.servers, attempt: this.connectAttempt }, 'cannot connect to NATS; retrying until it works');
+          this.log.warn({ error: msg, servers: this.servers, attempt: this.connectAttempt }, 'cannot connect to NATS; retrying until it works');
         }
         this.setState('disconnected');
         const delay = backoffDelay({ initialMs: 500, maxMs: 10_000, multiplier: 2, jitter: 0.3 }, this.connectAttempt);
@@ -128,6 +141,7 @@ export class NatsShipper implements Shipper {
       this.everConnected = true;
       this.setState('connected', server);
       this.log.info({ server, maxPayload: nc.info?.max_payload, subject: this.subject }, 'connected to NATS');
+      this.announceLimit(nc);
       void this.watchStatus(nc);
       const closedErr = await nc.closed();
       this.nc = undefined;
@@ -150,7 +164,8 @@ export class NatsShipper implements Shipper {
         case 'reconnect':
           this.m.reconnects.inc();
           this.setState('connected', s.server);
-          this.log.info({ server: s.server }, 'reconnected to NATS');
+          this.log.info({ server: s.server, maxPayload: nc.info?.max_payload }, 'reconnected to NATS');
+          this.announceLimit(nc);
           break;
         case 'error':
           this.log.warn({ err: s.error }, 'NATS connection error');
@@ -164,6 +179,17 @@ export class NatsShipper implements Shipper {
         default:
           break;
       }
+    }
+  }
+
+  /** Tells the agent what the server (maybe another one of the cluster after a reconnect) takes. */
+  private announceLimit(nc: NatsConnection): void {
+    const maxPayload = nc.info?.max_payload;
+    if (maxPayload === undefined || maxPayload <= 0) return;
+    try {
+      this.onMaxChunkBytes?.(natsMaxChunkBytes(maxPayload));
+    } catch (err) {
+      this.log.error({ err }, 'applying the server\'s max_payload failed');
     }
   }
 
@@ -185,11 +211,11 @@ export class NatsShipper implements Shipper {
   }
 
   private async publish(js: JetStreamClient, chunk: SpooledChunk, maxPayload: number): Promise<SendResult> {
-    if (maxPayload > 0 && chunk.bytes.length > maxPayload) {
+    if (maxPayload > 0 && chunk.bytes.length > natsMaxChunkBytes(maxPayload)) {
       return {
         fatal: new ShipFailure(
           'too-large',
-          `chunk ${chunk.seq} is ${chunk.bytes.length} bytes, over the NATS server's max_payload of ${maxPayload}: lower chunk.maxBytes or raise max_payload on the server`,
+          `chunk ${chunk.seq} is ${chunk.bytes.length} bytes, more than the NATS server's max_payload of ${maxPayload} takes with the message headers (cut before the agent learned this limit? later chunks are cut to fit); raise max_payload on the server to ship it`,
         ),
       };
     }
@@ -251,11 +277,11 @@ export class NatsShipper implements Shipper {
       detail = `connected to ${this.server ?? 'NATS'} since ${since}`;
       if (this.publishIssue) detail += `; but ${this.publishIssue.message}`;
     } else if (this.state === 'connecting') {
-      detail = `connecting to ${this.cfg.servers.join(', ')}`;
+      detail = `connecting to ${this.servers}`;
     } else if (this.state === 'closed') {
       detail = 'closed';
     } else {
-      detail = `disconnected since ${since} (servers ${this.cfg.servers.join(', ')})${this.lastConnectError ? `: ${this.lastConnectError}` : ''}`;
+      detail = `disconnected since ${since} (servers ${this.servers})${this.lastConnectError ? `: ${this.lastConnectError}` : ''}`;
     }
     const h: ShipperHealth = { ok: this.state === 'connected', transport: 'nats', state: this.state, detail, sinceMs: this.sinceMs };
     if (this.server !== undefined) h.server = this.server;

@@ -9,14 +9,17 @@
  * - Record bytes are copied into one growable buffer per file (no allocation per line); the
  *   spool encodes (copies) them inside its transaction, after which the buffer is reused.
  * - A chunk is cut when adding a record would pass maxBytes (a single larger record gets a
- *   chunk of its own) or, by the tailer, after maxDelayMs.
+ *   chunk of its own) or, by the tailer, after maxDelayMs. maxBytes counts the records' bytes
+ *   and their index entries (the chunk's wire size apart from its header), so that no number
+ *   of empty lines makes a chunk larger. maxBytes may change (the transport announced another
+ *   limit); it applies from the next record on.
  */
-import type { RecordEntry } from '../../../shared/chunk/codec.js';
+import { recordEntryBytes, type RecordEntry } from '../../../shared/chunk/codec.js';
 
 const INITIAL_CAPACITY = 16 * 1024;
 
 export class ChunkBuilder {
-  readonly maxBytes: number;
+  maxBytes: number;
   entries: RecordEntry[] = [];
   offsetStart: number;
   offsetEnd: number;
@@ -27,6 +30,7 @@ export class ChunkBuilder {
   private lastEnd: number;
   private acc: Buffer = Buffer.alloc(0);
   private accLen = 0;
+  private indexBytes = 0;
 
   constructor(maxBytes: number, offset: number, skipping = false) {
     this.maxBytes = maxBytes;
@@ -49,13 +53,18 @@ export class ChunkBuilder {
     return this.accLen;
   }
 
-  /** True when a record of `len` bytes can join the pending chunk without passing maxBytes. */
-  fits(len: number): boolean {
-    return this.entries.length === 0 || this.accLen + len <= this.maxBytes;
+  /** The records' bytes plus their index entries. */
+  get encodedBytes(): number {
+    return this.accLen + this.indexBytes;
+  }
+
+  /** True when a record of `len` bytes at `fileOffset` can join the pending chunk without passing maxBytes. */
+  fits(fileOffset: number, len: number): boolean {
+    return this.entries.length === 0 || this.encodedBytes + recordEntryBytes(fileOffset - this.lastEnd, len) + len <= this.maxBytes;
   }
 
   get full(): boolean {
-    return this.accLen >= this.maxBytes;
+    return this.encodedBytes >= this.maxBytes;
   }
 
   /** Adds `src[start, end)`, which lies at file offset `fileOffset`, and advances offsetEnd. */
@@ -71,7 +80,9 @@ export class ChunkBuilder {
     src.copy(this.acc, this.accLen, start, end);
     this.accLen += len;
     if (this.entries.length === 0) this.firstAtMs = nowMs;
-    this.entries.push({ gap: fileOffset - this.lastEnd, length: len, flags });
+    const gap = fileOffset - this.lastEnd;
+    this.entries.push({ gap, length: len, flags });
+    this.indexBytes += recordEntryBytes(gap, len);
     this.lastEnd = fileOffset + len;
     this.offsetEnd = consumedTo;
     this.skipping = skippingAfter;
@@ -92,6 +103,7 @@ export class ChunkBuilder {
   reset(offset: number, skipping = this.skipping): void {
     this.entries = [];
     this.accLen = 0;
+    this.indexBytes = 0;
     this.offsetStart = offset;
     this.offsetEnd = offset;
     this.lastEnd = offset;

@@ -2,10 +2,16 @@
  * Finding files: glob rescans (tinyglobby) for what exists, `fs.watch` on the globs' base
  * directories for low latency. Watching is an optimisation only: when a directory cannot be
  * watched (missing, inotify limits) the periodic rescans and growth polls still find everything.
+ *
+ * Symbolic links: unless an input sets followSymlinks, a match is dropped when the file itself
+ * or a directory a glob entered on the way to it (anything below the pattern's static base) is
+ * a symlink; `globFiles` names the link so that the caller can say so. The static base itself
+ * (the directory an operator wrote down) may contain links. Files found by inode are real
+ * directory entries, never links.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { lstat, readdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import picomatch from 'picomatch';
 import { glob } from 'tinyglobby';
 import type { Logger } from '../../../shared/log.js';
@@ -13,6 +19,7 @@ import type { Logger } from '../../../shared/log.js';
 export interface InputPatterns {
   paths: readonly string[];
   exclude: readonly string[];
+  followSymlinks?: boolean;
 }
 
 /** Absolute glob patterns (relative ones are taken from the working directory). */
@@ -35,27 +42,71 @@ export function inputMatcher(input: InputPatterns): (path: string) => boolean {
   return (p) => inc(p) && !exc(p);
 }
 
+/** A pattern's static part: the directory it starts from (for a plain path, its directory). */
+function staticBase(absPattern: string): string {
+  const scan = picomatch.scan(absPattern);
+  return scan.isGlob ? scan.base || '/' : resolve(absPattern, '..');
+}
+
+/** The first entry of `path` below `base` that is a symbolic link, if any. */
+async function linkBelow(path: string, base: string): Promise<string | undefined> {
+  const parts = path.slice(base === '/' ? 1 : base.length + 1).split('/');
+  let p = base;
+  for (const part of parts) {
+    p = join(p, part);
+    try {
+      if ((await lstat(p)).isSymbolicLink()) return p;
+    } catch {
+      return undefined; // vanished meanwhile: the caller's stat finds out
+    }
+  }
+  return undefined;
+}
+
+export interface GlobResult {
+  /** matching files, as absolute paths */
+  files: string[];
+  /** matches dropped because they are, or lie behind, a symbolic link (followSymlinks false) */
+  links: Array<{ path: string; link: string }>;
+}
+
 /** Files matching the input's paths and not its exclude patterns, as absolute paths. */
-export async function globFiles(input: InputPatterns): Promise<string[]> {
-  const found = await glob(absolutePatterns(input.paths), {
+export async function globFiles(input: InputPatterns): Promise<GlobResult> {
+  const patterns = absolutePatterns(input.paths);
+  let files = await glob(patterns, {
     absolute: true,
     onlyFiles: true,
     dot: true,
     expandDirectories: false,
     followSymbolicLinks: true,
   });
-  if (input.exclude.length === 0) return found;
-  const exc = picomatch(excludePatterns(input.exclude), { dot: true });
-  return found.filter((p) => !exc(p));
+  if (input.exclude.length > 0) {
+    const exc = picomatch(excludePatterns(input.exclude), { dot: true });
+    files = files.filter((p) => !exc(p));
+  }
+  const links: GlobResult['links'] = [];
+  if (input.followSymlinks === true) return { files, links };
+  const bases = patterns.map(staticBase);
+  const kept: string[] = [];
+  for (const path of files) {
+    // The most specific base the path lies under: what the operator wrote down is trusted.
+    let base: string | undefined;
+    for (const b of bases) {
+      if ((b === '/' || path.startsWith(`${b}/`)) && (base === undefined || b.length > base.length)) base = b;
+    }
+    const link = await linkBelow(path, base ?? dirname(path));
+    if (link === undefined) kept.push(path);
+    else links.push({ path, link });
+  }
+  return { files: kept, links };
 }
 
 /** The directories to watch for the patterns: each pattern's static base, recursive when it has `**`. */
 export function watchTargets(patterns: readonly string[]): Map<string, boolean> {
   const out = new Map<string, boolean>();
   for (const p of absolutePatterns(patterns)) {
-    const scan = picomatch.scan(p);
-    const base = scan.isGlob ? scan.base || '/' : resolve(p, '..');
-    const recursive = scan.isGlob && p.includes('**');
+    const base = staticBase(p);
+    const recursive = picomatch.scan(p).isGlob && p.includes('**');
     out.set(base, (out.get(base) ?? false) || recursive);
   }
   return out;
@@ -72,7 +123,7 @@ export async function findByInode(dir: string, dev: string, ino: string): Promis
   for (const name of names) {
     const p = join(dir, name);
     try {
-      const st = await stat(p, { bigint: true });
+      const st = await lstat(p, { bigint: true });
       if (st.isFile() && String(st.dev) === dev && String(st.ino) === ino) return p;
     } catch {
       // vanished meanwhile

@@ -11,7 +11,10 @@
  *   crash, or when an append fails, reading resumes at the committed offset. So no line is
  *   spooled twice and none is skipped.
  * - A chunk never spans two files; it is cut at chunk.maxBytes or chunk.maxDelayMs after its
- *   first record, whichever comes first (./chunker.ts).
+ *   first record, whichever comes first (./chunker.ts). Records and chunks are sized to what the
+ *   transport takes (agent/limits.ts): a new transport limit (setTransportLimit) applies at the
+ *   next round; a smaller one makes every file drop its pending chunk, which is read again from
+ *   the committed offset and cut to the new size.
  * - Rotation by rename: the open descriptor is kept and read to its end; it is released after
  *   tail.rotateGraceMs without growth; the new file at the path is a new file, read from its
  *   start. Deleted files are finished the same way.
@@ -27,14 +30,14 @@
  *   not found; globs that also match rotated names (`app.log*`) close that gap. A tracked file
  *   rotated while the agent is down is found again by inode in its directory.
  * - Reads go through one reusable buffer (reads are sequential), at least 2*maxLineBytes+2
- *   bytes so that a held record plus the next line fit; open descriptors are bounded by
+ *   bytes (of the effective record size) so that a held record plus the next line fit; open descriptors are bounded by
  *   tail.maxOpenFiles (idle files give theirs back and reopen by path when they grow).
  */
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { constants as fsConstants, type BigIntStats } from 'node:fs';
 import type { AgentConfig, InputConfig } from '../../config.js';
 import type { Logger } from '../../../shared/log.js';
 import { Counter, Gauge, Registry } from '../../../shared/metrics.js';
@@ -46,6 +49,7 @@ import { scanRecords, type RecordSink, type ScanOptions } from './records.js';
 import { ChunkBuilder } from './chunker.js';
 import { checkFingerprint, fingerprintLength, fingerprintOf, readHead } from './fingerprint.js';
 import { DirWatchers, findByInode, globFiles, inputMatcher, watchTargets } from './discovery.js';
+import { chunkLimits, configuredMaxChunkBytes } from '../../limits.js';
 
 export interface TailerOptions {
   config: AgentConfig;
@@ -55,6 +59,8 @@ export interface TailerOptions {
   now?: () => number;
   /** value of the chunks' `host` field; default os.hostname() */
   host?: string;
+  /** the largest encoded chunk the transport takes (agent/limits.ts); default: what the config alone says */
+  transportMaxChunkBytes?: number;
 }
 
 interface InputRuntime {
@@ -104,6 +110,11 @@ function isNotFound(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
+/** Read-only; without followSymlinks a path that became a symlink fails to open (ELOOP). */
+function openFlags(cfg: InputConfig | undefined): number {
+  return cfg?.followSymlinks === true ? fsConstants.O_RDONLY : fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW;
+}
+
 function counter(registry: Registry, name: string, help: string): Counter {
   return (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, registers: [registry] });
 }
@@ -112,14 +123,14 @@ function gauge(registry: Registry, name: string, help: string): Gauge {
   return (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, registers: [registry] });
 }
 
-function inputRuntime(cfg: InputConfig, index: number): InputRuntime {
+function inputRuntime(cfg: InputConfig, index: number, recordBytes: number): InputRuntime {
   const ml = cfg.multiline;
   const seen = createHash('sha256').update(JSON.stringify([...cfg.paths].sort())).digest('hex').slice(0, 16);
   return {
     index,
     cfg,
     scan: {
-      maxLineBytes: cfg.maxLineBytes,
+      maxLineBytes: recordBytes,
       longLines: cfg.longLines,
       multiline: ml ? { startPattern: new RegExp(ml.startPattern), maxLines: ml.maxLines } : undefined,
     },
@@ -151,10 +162,13 @@ export class Tailer {
   private wakeTimer: NodeJS.Timeout | undefined;
   private rescanRequested = false;
   private pendingInputs: AgentConfig['inputs'] | undefined;
+  private transportMax: number;
+  private pendingTransportMax: number | undefined;
   private nextScanAt = 0;
   private nextPollAt = 0;
   private lastError: string | undefined;
   private readonly errorLog = new Map<string, { at: number; suppressed: number }>();
+  private readonly skippedLinks = new Set<string>();
   private unsubscribeFull: (() => void) | undefined;
   // The file being scanned, for the record sink (bound once, no closure per read).
   private cur: TrackedFile | undefined;
@@ -176,7 +190,8 @@ export class Tailer {
     this.log = opts.log.child({ component: 'tailer' });
     this.now = opts.now ?? Date.now;
     this.host = opts.host ?? hostname();
-    this.inputs = opts.config.inputs.map(inputRuntime);
+    this.transportMax = opts.transportMaxChunkBytes ?? configuredMaxChunkBytes(opts.config);
+    this.inputs = this.runtimes(opts.config.inputs);
     this.buf = Buffer.allocUnsafe(this.bufferSize());
     this.head = Buffer.allocUnsafe(opts.config.tail.fingerprintBytes);
     this.watchers = new DirWatchers(this.log, (dir, event, filename) => this.onWatchEvent(dir, event, filename));
@@ -262,8 +277,41 @@ export class Tailer {
     this.wake();
   }
 
+  /** The inputs' runtimes, with records sized to the transport limit. */
+  private runtimes(inputs: AgentConfig['inputs']): InputRuntime[] {
+    return inputs.map((cfg, i) => inputRuntime(cfg, i, chunkLimits(cfg.maxLineBytes, this.config.chunk.maxBytes, this.transportMax).recordBytes));
+  }
+
+  /** The size chunks are cut at (records plus index). */
+  private chunkBytes(): number {
+    return chunkLimits(this.config.chunk.maxBytes, this.config.chunk.maxBytes, this.transportMax).chunkBytes;
+  }
+
+  /** The transport announced the largest encoded chunk it takes (NATS max_payload): applies at the next round. */
+  setTransportLimit(maxChunkBytes: number): void {
+    if (maxChunkBytes === (this.pendingTransportMax ?? this.transportMax)) return;
+    this.pendingTransportMax = maxChunkBytes;
+    this.wake();
+  }
+
+  private applyTransportLimit(maxChunkBytes: number): void {
+    const smaller = maxChunkBytes < this.transportMax;
+    this.transportMax = maxChunkBytes;
+    this.inputs = this.runtimes(this.inputs.map((i) => i.cfg));
+    const size = this.bufferSize();
+    if (size > this.buf.length) this.buf = Buffer.allocUnsafe(size);
+    const chunkBytes = this.chunkBytes();
+    for (const f of this.files.values()) {
+      f.builder.maxBytes = chunkBytes;
+      // What is cut but not spooled may be too large now: read it again, cut to the new size.
+      if (smaller && f.builder.dirty) this.rewind(f);
+    }
+    const records = this.inputs.map((i) => i.scan.maxLineBytes);
+    this.log.info({ transportMaxChunkBytes: maxChunkBytes, chunkBytes, recordBytes: records }, 'transport limit applied: chunks and records are cut to fit it');
+  }
+
   private async applyReload(inputs: AgentConfig['inputs']): Promise<void> {
-    const next = inputs.map(inputRuntime);
+    const next = this.runtimes(inputs);
     for (const f of [...this.files.values()]) {
       const input = next.find((i) => i.matches(f.path));
       const old = this.inputs[f.input];
@@ -320,6 +368,11 @@ export class Tailer {
   }
 
   private async round(): Promise<void> {
+    if (this.pendingTransportMax !== undefined) {
+      const max = this.pendingTransportMax;
+      this.pendingTransportMax = undefined;
+      this.applyTransportLimit(max);
+    }
     if (this.pendingInputs) {
       const inputs = this.pendingInputs;
       this.pendingInputs = undefined;
@@ -364,7 +417,7 @@ export class Tailer {
   private nextDelay(): number {
     const now = this.now();
     let at = Math.min(this.nextPollAt, this.nextScanAt);
-    if (this.rescanRequested || this.pendingInputs) return 0;
+    if (this.rescanRequested || this.pendingInputs || this.pendingTransportMax !== undefined) return 0;
     const full = this.spool.isFull();
     for (const f of this.files.values()) {
       if (f.dirty && !full) return 0;
@@ -427,6 +480,14 @@ export class Tailer {
     if (this.errorLog.size > 1000) this.errorLog.clear();
   }
 
+  /** A match skipped for a symbolic link: logged once per link (not at every scan). */
+  private noteSymlink(inp: InputRuntime, path: string, link: string): void {
+    if (this.skippedLinks.has(link)) return;
+    if (this.skippedLinks.size >= 10_000) this.skippedLinks.clear();
+    this.skippedLinks.add(link);
+    this.log.warn({ path, link, input: inp.index }, `not following a symbolic link: skipped (set inputs[${inp.index}].followSymlinks: true to follow links)`);
+  }
+
   // ---- discovery -------------------------------------------------------------------------------
 
   private allWatchTargets(): Map<string, boolean> {
@@ -442,7 +503,9 @@ export class Tailer {
       const firstScan = this.spool.meta(inp.seenKey) === undefined;
       let paths: string[];
       try {
-        paths = await globFiles(inp.cfg);
+        const found = await globFiles(inp.cfg);
+        paths = found.files;
+        for (const l of found.links) this.noteSymlink(inp, l.path, l.link);
       } catch (err) {
         this.noteError(err, 'glob scan failed');
         continue;
@@ -493,7 +556,7 @@ export class Tailer {
       this.log.debug({ path }, 'open file limit reached; the file waits for a free descriptor');
       return undefined;
     }
-    const fh = await open(path, 'r');
+    const fh = await open(path, openFlags(inp.cfg));
     this.openFds++;
     this.m.openFiles.set(this.openFds);
     try {
@@ -538,7 +601,7 @@ export class Tailer {
         lastGrowthMs: now,
         lastReadMs: now,
         skipping,
-        builder: new ChunkBuilder(this.config.chunk.maxBytes, offset, skipping),
+        builder: new ChunkBuilder(this.chunkBytes(), offset, skipping),
         dirty: true,
         stateDirty: false,
       };
@@ -677,7 +740,7 @@ export class Tailer {
 
   private readonly sink: RecordSink = (buf, start, end, flags, consumedTo, skippingAfter) => {
     const f = this.cur!;
-    if (!f.builder.fits(end - start)) this.commit(f);
+    if (!f.builder.fits(this.curBase + start, end - start)) this.commit(f);
     f.builder.add(buf, start, end, this.curBase + start, flags, this.curBase + consumedTo, skippingAfter, this.curNow);
     if (f.builder.full) this.commit(f);
   };
@@ -804,7 +867,7 @@ export class Tailer {
     if (this.openFds >= this.config.tail.maxOpenFiles && !(await this.evictIdleFd(f))) return false;
     let fh: FileHandle;
     try {
-      fh = await open(f.path, 'r');
+      fh = await open(f.path, openFlags(this.inputs[f.input]?.cfg));
     } catch (err) {
       if (isNotFound(err)) {
         this.detach(f, 'renamed or deleted');
@@ -831,7 +894,7 @@ export class Tailer {
     const found = await findByInode(dirname(f.path), f.identity.dev, f.identity.ino);
     if (found && (this.openFds < this.config.tail.maxOpenFiles || (await this.evictIdleFd(f)))) {
       try {
-        const fh = await open(found, 'r');
+        const fh = await open(found, openFlags(this.inputs[f.input]?.cfg));
         this.openFds++;
         this.m.openFiles.set(this.openFds);
         const st = await fh.stat({ bigint: true });
@@ -899,7 +962,7 @@ export class Tailer {
 
   private bufferSize(): number {
     let maxLine = 0;
-    for (const i of this.inputs) maxLine = Math.max(maxLine, i.cfg.maxLineBytes);
+    for (const i of this.inputs) maxLine = Math.max(maxLine, i.scan.maxLineBytes);
     return Math.max(256 * 1024, 2 * maxLine + 2);
   }
 }

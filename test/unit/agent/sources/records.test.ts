@@ -124,12 +124,28 @@ describe('chunk builder', () => {
     assert.equal(b.offsetStart, 112);
   });
 
-  it('says a record does not fit once the chunk would pass maxBytes, but always takes a first record', () => {
-    const b = new ChunkBuilder(10, 0);
-    assert.ok(b.fits(50));
+  it('says a record does not fit once the chunk (records plus their index entries) would pass maxBytes, but always takes a first record', () => {
+    const b = new ChunkBuilder(20, 0);
+    assert.ok(b.fits(0, 50));
     b.add(Buffer.alloc(8), 0, 8, 0, 0, 9, false, 1);
-    assert.ok(!b.fits(3));
-    assert.ok(b.fits(2));
+    assert.equal(b.encodedBytes, 8 + 3);
+    assert.ok(!b.fits(9, 7), '11 + 3 (entry) + 7 passes 20');
+    assert.ok(b.fits(9, 6));
+  });
+
+  it('cuts a chunk of empty lines by their index size, so that no number of them makes a chunk larger than maxBytes', () => {
+    const b = new ChunkBuilder(1024, 0);
+    const nl = Buffer.from('\n');
+    let offset = 0;
+    while (b.fits(offset, 0)) {
+      b.add(nl, 0, 0, offset, 0, offset + 1, false, 1);
+      offset++;
+    }
+    assert.equal(b.entries.length, 341);
+    const header = { agentId: 'a', seq: 1, host: 'h', path: '/p', topic: 't', file: { dev: '1', ino: '2', fingerprint: '0:x' }, offsetStart: 0, offsetEnd: offset, lineCount: b.entries.length, readAtMs: 1 };
+    const encoded = encodeChunk(header, b.entries, b.data());
+    assert.equal(encoded.length, 14 + Buffer.byteLength(JSON.stringify(header)) + b.encodedBytes);
+    assert.ok(b.encodedBytes <= 1024);
   });
 });
 

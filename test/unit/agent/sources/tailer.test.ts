@@ -3,12 +3,12 @@
 // and the spool's size cap.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, closeSync, copyFileSync, mkdirSync, openSync, renameSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, mkdirSync, openSync, renameSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Spool } from '../../../../agent/spool/spool.js';
 import { Tailer } from '../../../../agent/sources/tail/tailer.js';
 import type { AgentConfig } from '../../../../agent/config.js';
-import { RecordFlag, decodeChunk } from '../../../../shared/chunk/codec.js';
+import { MAX_RECORD_BYTES, RecordFlag, decodeChunk } from '../../../../shared/chunk/codec.js';
 import { Registry } from '../../../../shared/metrics.js';
 import { silentLogger } from '../../../../shared/log.js';
 import { tempDir, type TempDir } from '../../../harness/temp.js';
@@ -58,7 +58,7 @@ describe('agent tailer', () => {
   const running: Running[] = [];
   const dirs: TempDir[] = [];
 
-  async function start(o: TailTestOptions = {}, reuse?: string): Promise<Running> {
+  async function start(o: TailTestOptions & { transportMaxChunkBytes?: number } = {}, reuse?: string): Promise<Running> {
     let dir = reuse;
     if (!dir) {
       const d = tempDir('tail');
@@ -70,7 +70,7 @@ describe('agent tailer', () => {
     const cap = captureLog();
     const registry = new Registry();
     const spool = Spool.open({ dataDir: cfg.dataDir, maxBytes: cfg.spool.maxBytes, onFull: cfg.spool.onFull, synchronous: cfg.spool.synchronous, log: silentLogger(), registry });
-    const tailer = new Tailer({ config: cfg, spool, log: cap.log, registry, host: 'test-host' });
+    const tailer = new Tailer({ config: cfg, spool, log: cap.log, registry, host: 'test-host', ...(o.transportMaxChunkBytes !== undefined ? { transportMaxChunkBytes: o.transportMaxChunkBytes } : {}) });
     await tailer.start();
     let stopped = false;
     const r: Running = {
@@ -291,7 +291,7 @@ describe('agent tailer', () => {
     assert.deepEqual(recs.map((x) => x.flags), [RecordFlag.Multiline, 0, RecordFlag.Multiline, RecordFlag.Multiline, RecordFlag.Multiline]);
   });
 
-  it('splits a 5 MiB line into maxLineBytes pieces marked Continues, losing no byte', async () => {
+  it('splits a 5 MiB line into pieces marked Continues, losing no byte; maxLineBytes above the record limit is lowered to it', async () => {
     const r = await start({ input: { maxLineBytes: 1024 * 1024 } });
     const big = Buffer.alloc(5 * 1024 * 1024 + 123);
     for (let i = 0; i < big.length; i++) big[i] = 0x61 + (i % 26);
@@ -300,7 +300,7 @@ describe('agent tailer', () => {
     assert.equal(recs.length, 7);
     assert.deepEqual(recs.map((x) => x.flags), [1, 1, 1, 1, 1, 0, 0]);
     assert.ok(Buffer.concat(recs.slice(0, 6).map((x) => x.value)).equals(big));
-    assert.deepEqual(recs.map((x) => x.offset), [0, 1, 2, 3, 4, 5].map((i) => i * 1024 * 1024).concat([big.length + 1]));
+    assert.deepEqual(recs.map((x) => x.offset), [0, 1, 2, 3, 4, 5].map((i) => i * MAX_RECORD_BYTES).concat([big.length + 1]));
     assert.equal(recs[6]!.value.toString(), 'after');
   });
 
@@ -311,9 +311,44 @@ describe('agent tailer', () => {
     const recs = await waitRecords(r, 2);
     assert.equal(recs.length, 2);
     assert.equal(recs[0]!.flags, RecordFlag.Truncated);
-    assert.equal(recs[0]!.value.length, 1024 * 1024);
+    assert.equal(recs[0]!.value.length, MAX_RECORD_BYTES, 'maxLineBytes above the record limit is lowered to it');
     assert.equal(recs[1]!.value.toString(), 'after');
     assert.equal(recs[1]!.offset, big.length + 1);
+  });
+
+  it('cuts records and chunks to what the transport takes: every chunk of a 200 KiB line between short lines fits a 32 KiB limit, and the pieces join to the line', async () => {
+    const limit = 32 * 1024;
+    const r = await start({ transportMaxChunkBytes: limit, chunk: { maxBytes: 256 * 1024 } });
+    const big = Buffer.alloc(200 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = 0x41 + (i % 26);
+    writeFileSync(join(r.logs, 'app.log'), Buffer.concat([Buffer.from(lines('a', 0, 300)), big, Buffer.from(`\n${lines('b', 0, 300)}`)]));
+    const recs = await waitRecords(r, 600 + Math.ceil(big.length / (limit - 8 * 1024)));
+    const chunks = r.spool.readAfter(0, 1000);
+    assert.ok(chunks.length > 1);
+    for (const c of chunks) assert.ok(c.bytes.length <= limit, `chunk ${c.seq} is ${c.bytes.length} bytes, over the ${limit} the transport takes`);
+    const pieces = recs.filter((x) => x.value.length > 20);
+    assert.ok(pieces.length > 1);
+    assert.deepEqual(pieces.slice(0, -1).map((x) => x.flags), pieces.slice(0, -1).map(() => RecordFlag.Continues));
+    assert.equal(pieces.at(-1)!.flags, 0);
+    assert.ok(Buffer.concat(pieces.map((x) => x.value)).equals(big));
+    assertExactlyOnce(recs.filter((x) => !pieces.includes(x)), [...expected('a', 0, 300), ...expected('b', 0, 300)]);
+  });
+
+  it('cuts what it holds again when the transport announces a lower limit: nothing spooled twice or lost, every chunk fits the new limit', async () => {
+    const r = await start({ chunk: { maxBytes: 64 * 1024, maxDelayMs: 60_000 } });
+    writeFileSync(join(r.logs, 'app.log'), lines('a', 0, 3000)); // 24 000 bytes: one pending chunk under the old limit
+    await waitFor(() => r.tailer.fileStatus()[0]?.offset === 3000 * 8, 5000, 'the file to be read');
+    assert.equal(r.spool.stats().chunks, 0, 'the chunk is still pending (64 KiB, 60 s)');
+    r.tailer.setTransportLimit(12 * 1024);
+    await waitFor(() => r.spool.stats().chunks >= 4, 5000, 'chunks cut to the new limit');
+    await r.stop();
+    const ro = Spool.open({ dataDir: r.cfg.dataDir, maxBytes: r.cfg.spool.maxBytes, onFull: 'pause', synchronous: 'normal', log: silentLogger() });
+    try {
+      assertExactlyOnce(spooledRecords(ro), expected('a', 0, 3000));
+      for (const c of ro.readAfter(0, 1000)) assert.ok(c.bytes.length <= 12 * 1024, `chunk ${c.seq} is ${c.bytes.length} bytes`);
+    } finally {
+      ro.close();
+    }
   });
 
   it('carries binary bytes and invalid UTF-8 unchanged', async () => {
@@ -457,6 +492,43 @@ describe('agent tailer', () => {
     writeFileSync(join(r.logs, 'svc', 'deep', 'x.log'), lines('deep', 0, 3));
     writeFileSync(join(r.logs, 'top.log'), lines('top', 0, 2));
     assertExactlyOnce(await waitRecords(r, 5), [...expected('deep', 0, 3), ...expected('top', 0, 2)]);
+  });
+
+  /**
+   * logs/link.log -> outside/<file>, logs/sub -> outside/, with outside/<file> holding `prefix`
+   * lines; the input's globs match both links.
+   */
+  function linkedLayout(file: string, prefix: string): { dir: string; paths: string[] } {
+    const d = tempDir('tail');
+    dirs.push(d);
+    mkdirSync(join(d.path, 'logs'));
+    mkdirSync(join(d.path, 'outside'));
+    writeFileSync(join(d.path, 'outside', file), lines(prefix, 0, 3));
+    symlinkSync(join(d.path, 'outside', file), join(d.path, 'logs', 'link.log'));
+    symlinkSync(join(d.path, 'outside'), join(d.path, 'logs', 'sub'));
+    return { dir: d.path, paths: [join(d.path, 'logs', '*.log'), join(d.path, 'logs', '*', '*.log')] };
+  }
+
+  it('does not follow symlinks by default: a symlinked file or directory its globs match is skipped, with one log line each however many scans pass', async () => {
+    const { dir, paths } = linkedLayout('auth.log', 'secret');
+    writeFileSync(join(dir, 'logs', 'app.log'), lines('app', 0, 3));
+    const r = await start({ input: { paths } }, dir);
+    await waitRecords(r, 3);
+    // A file written after several more scans shows that they ran.
+    await new Promise((res) => setTimeout(res, 5 * r.cfg.tail.scanIntervalMs));
+    writeFileSync(join(r.logs, 'later.log'), lines('later', 0, 2));
+    const recs = await waitRecords(r, 5);
+    assertExactlyOnce(recs, [...expected('app', 0, 3), ...expected('later', 0, 2)]);
+    const said = r.cap.lines.filter((l) => typeof l.msg === 'string' && l.msg.includes('symbolic link'));
+    assert.deepEqual(said.map((l) => l.link).sort(), [join(dir, 'logs', 'link.log'), join(dir, 'logs', 'sub')]);
+  });
+
+  it('follows symlinked files and directories when followSymlinks is true', async () => {
+    // logs/link.log -> outside/b.txt (matched as link.log only); logs/sub/a.log is outside/a.log.
+    const { dir, paths } = linkedLayout('b.txt', 'b');
+    writeFileSync(join(dir, 'outside', 'a.log'), lines('a', 0, 2));
+    const r = await start({ input: { paths, followSymlinks: true } }, dir);
+    assertExactlyOnce(await waitRecords(r, 5), [...expected('a', 0, 2), ...expected('b', 0, 3)]);
   });
 
   it('finds a rotated file again by inode when its descriptor had been given back (maxOpenFiles)', async () => {
