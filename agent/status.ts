@@ -7,7 +7,8 @@
  * 2. otherwise the spool, opened read-only (SQLite WAL lets a reader in while the agent writes):
  *    spool depth, per-file offsets (lag = the file's size now minus the offset), and what the
  *    agent last recorded in the spool's meta table (`agent.status`: last successful ship,
- *    transport state), plus the pid file `<dataDir>/agent.pid` to tell whether it runs.
+ *    transport state); whether it runs comes from the data directory's lock (./spool/lock.ts),
+ *    its pid from `<dataDir>/agent.pid`.
  * Exit code: 0 when the agent runs, 3 when it does not (as `systemctl status`), 1 on errors.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -17,10 +18,10 @@ import { parseListen } from '../shared/config/index.js';
 import { VERSION } from '../shared/version.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { Spool, SPOOL_FILE } from './spool/spool.js';
+import { lockHeld, recordedPid } from './spool/lock.js';
 import type { PumpStatus } from './shippers/pump.js';
 
 export const EXIT_NOT_RUNNING = 3;
-export const PID_FILE = 'agent.pid';
 /** spool_meta key the running agent refreshes with AgentMeta (JSON) */
 export const META_AGENT_STATUS = 'agent.status';
 
@@ -78,28 +79,29 @@ export function transportKind(config: AgentConfig): 'nats' | 'http' {
   return config.transport.nats ? 'nats' : 'http';
 }
 
-/** The pid in `<dataDir>/agent.pid` when that process is alive, else null. */
-export function runningPid(dataDir: string): number | null {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(dataDir, PID_FILE), 'utf8').trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+/**
+ * Whether an agent runs on `dataDir` and its pid: the data directory's OS lock answers whether
+ * (./spool/lock.ts); the pid file says who. Without a lock file (an agent of an older version),
+ * the pid file's process being alive decides.
+ */
+export function agentProcess(dataDir: string): { running: boolean; pid: number | null } {
+  const pid = recordedPid(dataDir);
+  const held = lockHeld(dataDir);
+  if (held !== null) return { running: held, pid: held ? pid : null };
+  if (pid === null) return { running: false, pid: null };
   try {
     process.kill(pid, 0);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return null;
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return { running: false, pid: null };
   }
   // A stale pid file whose pid was reused by an unrelated process (Linux: look at its command line).
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (!/ferry|agent/i.test(cmdline)) return null;
+    if (!/ferry|agent/i.test(cmdline)) return { running: false, pid: null };
   } catch {
     // no /proc (or the process just ended): trust the signal check
   }
-  return pid;
+  return { running: true, pid };
 }
 
 function parseMeta(text: string | undefined): AgentMeta | null {
@@ -130,17 +132,17 @@ function offlineFile(config: AgentConfig, s: { path: string; identity: { dev: st
 
 /** The report read from the spool (the agent may run or not). */
 export function offlineReport(config: AgentConfig, now = Date.now()): StatusReport {
-  const pid = runningPid(config.dataDir);
+  const { running, pid } = agentProcess(config.dataDir);
   const notes: string[] = [];
   const report: StatusReport = {
     agentId: config.id,
     version: VERSION,
-    running: pid !== null,
+    running,
     source: 'spool',
     pid,
     startedAtMs: null,
     dataDir: config.dataDir,
-    transport: { kind: transportKind(config), state: 'unknown', detail: pid === null ? 'agent not running' : 'unknown (monitor not reachable)', sinceMs: null },
+    transport: { kind: transportKind(config), state: 'unknown', detail: running ? 'unknown (monitor not reachable)' : 'agent not running', sinceMs: null },
     spool: { chunks: 0, bytes: 0, maxBytes: config.spool.maxBytes, oldestUnshippedAgeMs: null, full: false, droppedChunks: 0, minSeq: null, maxSeq: null },
     lastShipAtMs: null,
     shipping: null,
@@ -170,17 +172,17 @@ export function offlineReport(config: AgentConfig, now = Date.now()): StatusRepo
     const meta = parseMeta(ro.meta(META_AGENT_STATUS));
     if (meta) {
       report.lastShipAtMs = meta.lastShipAtMs;
-      if (pid !== null && meta.pid === pid) {
+      if (running && meta.pid === pid) {
         report.startedAtMs = meta.startedAtMs;
         report.transport = { ...meta.transport, detail: `${meta.transport.detail} (as of ${new Date(meta.updatedAtMs).toISOString()})` };
-      } else if (pid === null) {
+      } else if (!running) {
         report.transport.detail = `agent not running (stopped ${meta.running ? 'without a clean shutdown' : 'cleanly'}; last seen ${new Date(meta.updatedAtMs).toISOString()})`;
       }
     }
   } finally {
     ro.close();
   }
-  if (pid === null) notes.push('the agent is not running: figures are what it left in the spool');
+  if (!running) notes.push('the agent is not running: figures are what it left in the spool');
   else notes.push('figures from the spool: the agent runs but its monitor did not answer (monitor.enabled false?)');
   return report;
 }
