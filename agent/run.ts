@@ -102,7 +102,7 @@ export class Agent {
     // Listen first: a taken port fails the start before anything was read or sent.
     if (c.monitor.enabled) this.monitor = await startMonitor({ listen: c.monitor.listen, source: this, registry: this.registry, log: opts.log });
     const deps = { log: opts.log, registry: this.registry };
-    this.spool = Spool.open({ dataDir: c.dataDir, maxBytes: c.spool.maxBytes, onFull: c.spool.onFull, synchronous: c.spool.synchronous, ...deps });
+    this.spool = Spool.open({ dataDir: c.dataDir, maxBytes: c.spool.maxBytes, minFreeBytes: c.spool.minFreeBytes, onFull: c.spool.onFull, synchronous: c.spool.synchronous, ...deps });
     this.shipper = createShipper(c, deps);
     await this.shipper.start();
     this.pump = new Pump({ spool: this.spool, shipper: this.shipper, maxInFlight: maxInFlightOf(c), retry: c.retry, ...deps });
@@ -203,6 +203,7 @@ export class Agent {
     const now = Date.now();
     const c = this.config;
     const st = this.spool?.stats();
+    const disk = this.spool?.disk();
     const h = this.shipper?.health();
     const p = this.pump?.status();
     const t = this.tailer?.health();
@@ -221,6 +222,10 @@ export class Agent {
         maxBytes: c.spool.maxBytes,
         oldestUnshippedAgeMs: st?.oldestReadAtMs == null ? null : Math.max(0, now - st.oldestReadAtMs),
         full: st?.full ?? false,
+        fullReason: disk?.fullReason ?? null,
+        diskBytes: disk?.diskBytes ?? 0,
+        freeBytes: disk?.freeBytes ?? null,
+        minFreeBytes: c.spool.minFreeBytes,
         droppedChunks: st?.droppedChunks ?? 0,
         minSeq: st?.minSeq ?? null,
         maxSeq: st?.maxSeq ?? null,

@@ -19,6 +19,7 @@ import { VERSION } from '../shared/version.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { Spool, SPOOL_FILE } from './spool/spool.js';
 import { lockHeld, recordedPid } from './spool/lock.js';
+import type { SpoolFullReason } from './spool/types.js';
 import type { PumpStatus } from './shippers/pump.js';
 
 export const EXIT_NOT_RUNNING = 3;
@@ -63,6 +64,12 @@ export interface StatusReport {
     maxBytes: number;
     oldestUnshippedAgeMs: number | null;
     full: boolean;
+    /** why reading is paused (agent/spool/types.ts SpoolFullReason), or null */
+    fullReason: SpoolFullReason | null;
+    /** the spool's files on disk, and the free space of their filesystem (null: unknown) */
+    diskBytes: number;
+    freeBytes: number | null;
+    minFreeBytes: number;
     droppedChunks: number;
     minSeq: number | null;
     maxSeq: number | null;
@@ -143,7 +150,7 @@ export function offlineReport(config: AgentConfig, now = Date.now()): StatusRepo
     startedAtMs: null,
     dataDir: config.dataDir,
     transport: { kind: transportKind(config), state: 'unknown', detail: running ? 'unknown (monitor not reachable)' : 'agent not running', sinceMs: null },
-    spool: { chunks: 0, bytes: 0, maxBytes: config.spool.maxBytes, oldestUnshippedAgeMs: null, full: false, droppedChunks: 0, minSeq: null, maxSeq: null },
+    spool: { chunks: 0, bytes: 0, maxBytes: config.spool.maxBytes, oldestUnshippedAgeMs: null, full: false, fullReason: null, diskBytes: 0, freeBytes: null, minFreeBytes: config.spool.minFreeBytes, droppedChunks: 0, minSeq: null, maxSeq: null },
     lastShipAtMs: null,
     shipping: null,
     tailer: null,
@@ -158,12 +165,15 @@ export function offlineReport(config: AgentConfig, now = Date.now()): StatusRepo
   const ro = Spool.openReadOnly(config.dataDir);
   try {
     const st = ro.stats();
+    const disk = ro.disk();
     report.spool = {
       chunks: st.chunks,
       bytes: st.bytes,
       maxBytes: config.spool.maxBytes,
       oldestUnshippedAgeMs: st.oldestReadAtMs === null ? null : Math.max(0, now - st.oldestReadAtMs),
       full: st.full,
+      ...disk,
+      minFreeBytes: config.spool.minFreeBytes,
       droppedChunks: st.droppedChunks,
       minSeq: st.minSeq,
       maxSeq: st.maxSeq,
@@ -205,6 +215,12 @@ export async function liveReport(config: AgentConfig, timeoutMs = 2000): Promise
   }
 }
 
+function fullText(s: StatusReport['spool']): string {
+  if (s.fullReason === 'reserve') return `less than ${formatBytes(s.minFreeBytes)} free on the disk`;
+  if (s.fullReason === 'disk') return 'the disk was full';
+  return 'at its size cap';
+}
+
 function ago(ms: number | null, now: number): string {
   if (ms === null) return 'never';
   const s = Math.max(0, Math.round((now - ms) / 1000));
@@ -221,13 +237,13 @@ export function formatReport(r: StatusReport, now = Date.now()): string {
   const lines: string[] = [];
   const state = r.running ? `running${r.pid !== null ? ` (pid ${r.pid})` : ''}${r.startedAtMs !== null ? `, started ${ago(r.startedAtMs, now)}` : ''}` : 'NOT RUNNING';
   lines.push(`agent ${r.agentId}: ${state}`);
-  lines.push(`data dir: ${r.dataDir}`);
+  lines.push(`data dir: ${r.dataDir} (spool files ${formatBytes(r.spool.diskBytes)}, ${r.spool.freeBytes === null ? 'free space unknown' : `${formatBytes(r.spool.freeBytes)} free`})`);
   lines.push(`transport: ${r.transport.kind} ${r.transport.state}: ${r.transport.detail}`);
   lines.push(`last successful ship: ${ago(r.lastShipAtMs, now)}`);
   const pct = r.spool.maxBytes > 0 ? ((100 * r.spool.bytes) / r.spool.maxBytes).toFixed(1) : '?';
   lines.push(
     `spool: ${r.spool.chunks} chunks, ${formatBytes(r.spool.bytes)} of ${formatBytes(r.spool.maxBytes)} (${pct}%)` +
-      `, oldest unshipped ${dur(r.spool.oldestUnshippedAgeMs)}${r.spool.full ? ', FULL (reading paused)' : ''}` +
+      `, oldest unshipped ${dur(r.spool.oldestUnshippedAgeMs)}${r.spool.full ? `, FULL (${fullText(r.spool)}; reading paused)` : ''}` +
       `${r.spool.droppedChunks > 0 ? `, ${r.spool.droppedChunks} chunks dropped` : ''}`,
   );
   if (r.shipping) {

@@ -236,13 +236,14 @@ describe('agent spool', () => {
   it('onFull=pause reports full at the cap, says so in logs and metrics, and has room again after acks', async () => {
     const registry = new Registry();
     const cap = captureLog();
-    const s = open(dir(), { maxBytes: 20_000, log: cap.log, registry });
+    // The cap also counts the spool's files on disk: a realistic cap, not a few pages.
+    const s = open(dir(), { maxBytes: 2 * 1024 * 1024, log: cap.log, registry });
     const changes: boolean[] = [];
     s.onFullChange((f) => changes.push(f));
     let off = 0;
     while (!s.isFull()) {
-      s.append(draft(['y'.repeat(4000)], off), state(off + 4001));
-      off += 4001;
+      s.append(draft(['y'.repeat(400_000)], off), state(off + 400_001));
+      off += 400_001;
     }
     assert.equal(s.stats().full, true);
     assert.ok(cap.find('spool full'));
