@@ -49,8 +49,10 @@
  * Safety at start
  * - the data directory is created 0700, spool.db is 0600 (SQLite gives -wal/-shm the same mode);
  * - `PRAGMA quick_check`: a damaged database is renamed `spool.db.corrupt-<timestamp>` (with its
- *   -wal/-shm), an error is logged loudly and a fresh spool is created, so a corrupt file never
- *   causes a crash loop;
+ *   -wal/-shm) and a fresh spool is created, so a corrupt file never causes a crash loop; what
+ *   can be read of the old one (chunks with their seqs, file offsets, the tailer's settings) is
+ *   copied into it first (./salvage.ts); the loss is logged loudly, counted and kept in
+ *   spool_meta (`spool.salvage`, shown by `status`);
  * - a spool written by a newer, incompatible schema is refused with FERRY_SPOOL_VERSION.
  */
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, renameSync, statSync } from 'node:fs';
@@ -65,8 +67,11 @@ import { migrate } from './schema.js';
 import { fileStateKey } from './types.js';
 import type { ChunkDraft, FileState, SpoolDiskStatus, SpoolFullReason, SpoolReader, SpoolStats, SpooledChunk } from './types.js';
 import { SPOOL_FILE_SUFFIXES, spoolFileSizes, statfsFreeBytes, type FreeBytesProbe } from './disk.js';
+import { salvageSpool, type SalvageReport } from './salvage.js';
 
 export const SPOOL_FILE = 'spool.db';
+/** spool_meta key: the SalvageReport (JSON) of the last corrupt spool this one replaced */
+export const META_SALVAGE = 'spool.salvage';
 
 export interface SpoolOptions {
   dataDir: string;
@@ -232,6 +237,7 @@ export class Spool implements SpoolReader {
   };
   private readonly appendTxn: (draft: ChunkDraft, state: FileState) => number;
   private readonly ackTxn: (json: string) => number;
+  /** metrics (the salvage at open moves two of them) */
   private readonly m: {
     bytes: Gauge;
     chunks: Gauge;
@@ -243,6 +249,8 @@ export class Spool implements SpoolReader {
     diskBytes: Gauge;
     freeBytes: Gauge;
     diskFull: Counter;
+    salvaged: Counter;
+    lost: Counter;
   };
 
   private constructor(db: Database, file: string, opts: SpoolOptions, log: Logger) {
@@ -262,6 +270,8 @@ export class Spool implements SpoolReader {
       diskBytes: gauge(registry, 'ferry_agent_spool_disk_bytes', 'bytes the spool\'s files (database, WAL, shared memory) take on disk'),
       freeBytes: gauge(registry, 'ferry_agent_spool_filesystem_free_bytes', 'free bytes on the spool\'s filesystem'),
       diskFull: counter(registry, 'ferry_agent_spool_disk_full_total', 'spool writes that failed because the disk was full (SQLITE_FULL)'),
+      salvaged: counter(registry, 'ferry_agent_spool_salvaged_chunks_total', 'unshipped chunks copied from a corrupt spool into the fresh one'),
+      lost: counter(registry, 'ferry_agent_spool_lost_chunks_total', 'unshipped chunks of a corrupt spool that could not be read'),
     };
     this.minFreeBytes = opts.minFreeBytes ?? 0;
     this.probeFree = opts.freeBytes ?? statfsFreeBytes;
@@ -336,6 +346,7 @@ export class Spool implements SpoolReader {
     }
     const file = join(opts.dataDir, SPOOL_FILE);
     let db: Database;
+    let salvage: SalvageReport | undefined;
     try {
       db = Spool.openFile(file, opts);
     } catch (err) {
@@ -344,14 +355,25 @@ export class Spool implements SpoolReader {
       for (const suffix of SPOOL_FILE_SUFFIXES) {
         if (existsSync(file + suffix)) renameSync(file + suffix, aside + suffix);
       }
-      log.error(
-        { err, code: err.code, file, movedTo: aside },
-        'SPOOL CORRUPT: the spool database failed its integrity check and was moved aside; a fresh spool is created. ' +
-          'Unshipped chunks in it are not sent and file offsets restart from the inputs\' startAt.',
-      );
       db = Spool.openFile(file, opts);
+      salvage = db.transaction(() => {
+        const r = salvageSpool(db, aside);
+        db.prepare(`INSERT OR REPLACE INTO spool_meta (key, value) VALUES ('${META_SALVAGE}', ?)`).run(JSON.stringify(r));
+        return r;
+      }).immediate();
+      log.error(
+        { err, code: err.code, file, ...salvage },
+        `SPOOL CORRUPT: the spool database failed its integrity check and was moved aside to ${aside}; a fresh spool was created ` +
+          `with what could be read of it: ${salvage.chunksSalvaged} unshipped chunks (sent with their seqs), ${salvage.filesSalvaged} file offsets, ` +
+          `${salvage.settingsSalvaged} settings. Lost: ${salvage.chunksLost} unreadable chunks and ${salvage.pagesUnreadable} damaged pages ` +
+          '(lines in lost chunks are not sent; a file whose offset was lost is read again from its start).',
+      );
     }
     const spool = new Spool(db, file, opts, log);
+    if (salvage) {
+      spool.m.salvaged.inc(salvage.chunksSalvaged);
+      spool.m.lost.inc(salvage.chunksLost);
+    }
     log.info({ file, chunks: spool.totalChunks, bytes: spool.totalBytes, synchronous: opts.synchronous, maxBytes: opts.maxBytes, onFull: opts.onFull }, 'spool opened');
     return spool;
   }
