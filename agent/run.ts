@@ -21,14 +21,14 @@ import { PROTOCOL_VERSION, type Heartbeat } from '../shared/protocol.js';
 import { VERSION } from '../shared/version.js';
 import { requireConfigPath, type ParsedCommand } from '../shared/cli.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
-import { Spool } from './spool/spool.js';
+import { Spool, META_SALVAGE } from './spool/spool.js';
 import { Tailer } from './sources/tail/tailer.js';
 import { Pump } from './shippers/pump.js';
 import { createShipper, maxInFlightOf } from './shippers/index.js';
 import type { Shipper } from './shippers/types.js';
 import { startMonitor, type Monitor } from './monitor.js';
 import { lockDataDir, type DataDirLock } from './spool/lock.js';
-import { META_AGENT_STATUS, transportKind, type AgentMeta, type StatusReport } from './status.js';
+import { META_AGENT_STATUS, parseSalvage, transportKind, type AgentMeta, type StatusReport } from './status.js';
 
 export interface AgentOptions {
   config: Readonly<AgentConfig>;
@@ -229,6 +229,7 @@ export class Agent {
         droppedChunks: st?.droppedChunks ?? 0,
         minSeq: st?.minSeq ?? null,
         maxSeq: st?.maxSeq ?? null,
+        salvage: parseSalvage(this.spool?.meta(META_SALVAGE)),
       },
       lastShipAtMs: p?.lastShipAtMs ?? null,
       shipping: p ? { inFlight: p.inFlight, retrying: p.retrying, blocked: p.blocked } : null,

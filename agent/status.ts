@@ -17,9 +17,10 @@ import { formatBytes, requireConfigPath, type ParsedCommand } from '../shared/cl
 import { parseListen } from '../shared/config/index.js';
 import { VERSION } from '../shared/version.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
-import { Spool, SPOOL_FILE } from './spool/spool.js';
+import { Spool, SPOOL_FILE, META_SALVAGE } from './spool/spool.js';
 import { lockHeld, recordedPid } from './spool/lock.js';
 import type { SpoolFullReason } from './spool/types.js';
+import type { SalvageReport } from './spool/salvage.js';
 import type { PumpStatus } from './shippers/pump.js';
 
 export const EXIT_NOT_RUNNING = 3;
@@ -73,6 +74,8 @@ export interface StatusReport {
     droppedChunks: number;
     minSeq: number | null;
     maxSeq: number | null;
+    /** what was salvaged and lost when this spool replaced a corrupt one, or null */
+    salvage: SalvageReport | null;
   };
   lastShipAtMs: number | null;
   shipping: Pick<PumpStatus, 'inFlight' | 'retrying' | 'blocked'> | null;
@@ -109,6 +112,17 @@ export function agentProcess(dataDir: string): { running: boolean; pid: number |
     // no /proc (or the process just ended): trust the signal check
   }
   return { running: true, pid };
+}
+
+/** The spool's `spool.salvage` meta value, or null. */
+export function parseSalvage(text: string | undefined): SalvageReport | null {
+  if (!text) return null;
+  try {
+    const r = JSON.parse(text) as SalvageReport;
+    return typeof r === 'object' && r !== null && typeof r.chunksSalvaged === 'number' ? r : null;
+  } catch {
+    return null;
+  }
 }
 
 function parseMeta(text: string | undefined): AgentMeta | null {
@@ -150,7 +164,7 @@ export function offlineReport(config: AgentConfig, now = Date.now()): StatusRepo
     startedAtMs: null,
     dataDir: config.dataDir,
     transport: { kind: transportKind(config), state: 'unknown', detail: running ? 'unknown (monitor not reachable)' : 'agent not running', sinceMs: null },
-    spool: { chunks: 0, bytes: 0, maxBytes: config.spool.maxBytes, oldestUnshippedAgeMs: null, full: false, fullReason: null, diskBytes: 0, freeBytes: null, minFreeBytes: config.spool.minFreeBytes, droppedChunks: 0, minSeq: null, maxSeq: null },
+    spool: { chunks: 0, bytes: 0, maxBytes: config.spool.maxBytes, oldestUnshippedAgeMs: null, full: false, fullReason: null, diskBytes: 0, freeBytes: null, minFreeBytes: config.spool.minFreeBytes, droppedChunks: 0, minSeq: null, maxSeq: null, salvage: null },
     lastShipAtMs: null,
     shipping: null,
     tailer: null,
@@ -177,6 +191,7 @@ export function offlineReport(config: AgentConfig, now = Date.now()): StatusRepo
       droppedChunks: st.droppedChunks,
       minSeq: st.minSeq,
       maxSeq: st.maxSeq,
+      salvage: parseSalvage(ro.meta(META_SALVAGE)),
     };
     report.files = ro.fileStates().map((s) => offlineFile(config, s));
     const meta = parseMeta(ro.meta(META_AGENT_STATUS));
@@ -246,6 +261,13 @@ export function formatReport(r: StatusReport, now = Date.now()): string {
       `, oldest unshipped ${dur(r.spool.oldestUnshippedAgeMs)}${r.spool.full ? `, FULL (${fullText(r.spool)}; reading paused)` : ''}` +
       `${r.spool.droppedChunks > 0 ? `, ${r.spool.droppedChunks} chunks dropped` : ''}`,
   );
+  const sv = r.spool.salvage;
+  if (sv) {
+    lines.push(
+      `spool salvaged ${ago(sv.atMs, now)} from a corrupt one (${sv.movedTo}): ${sv.chunksSalvaged} chunks, ${sv.filesSalvaged} file offsets kept; ` +
+        `lost ${sv.chunksLost} unreadable chunks, ${sv.pagesUnreadable} damaged pages`,
+    );
+  }
   if (r.shipping) {
     const s = r.shipping;
     if (s.blocked) lines.push(`shipping: BLOCKED behind chunk ${s.blocked.seq} (${s.blocked.path}) since ${ago(s.blocked.sinceMs, now)}: ${s.blocked.error}`);
