@@ -1,16 +1,44 @@
-// Helpers for e2e tests of the built ferry-agent CLI: a config file, starting `ferry-agent run`
-// as a real process, `ferry-agent status --json`, and the line ids JetStream holds for an agent.
+// Helpers for e2e tests of the built ferry-agent CLI: a nats-server with the FERRY_CHUNKS stream,
+// a config file, starting `ferry-agent run` as a real process, `ferry-agent status --json`, and
+// the line ids JetStream holds for an agent.
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { startNats, type NatsServer } from '../harness/index.js';
 import { spawnTracked, type Child } from '../harness/process.js';
 import { decodeChunk } from '../../shared/chunk/codec.js';
 import type { StatusReport } from '../../agent/status.js';
 
 export const AGENT_CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
 const run = promisify(execFile);
+
+export interface ChunkStream {
+  nats: NatsServer;
+  /** a client that reconnects by itself across nats-server restarts */
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  close(): Promise<void>;
+}
+
+/** A real nats-server with the FERRY_CHUNKS stream (subjects ferry.chunks.>). */
+export async function startChunkStream(): Promise<ChunkStream> {
+  const nats = await startNats();
+  const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'FERRY_CHUNKS', subjects: ['ferry.chunks.>'] });
+  return {
+    nats,
+    nc,
+    jsm,
+    close: async () => {
+      await nc.close();
+      await nats.stop();
+    },
+  };
+}
 
 export interface AgentFiles {
   agentId: string;
