@@ -510,9 +510,14 @@ export class Spool implements SpoolReader {
       // One statement per batch of up to 10k seqs (json_each keeps it a single bound parameter).
       for (let i = 0; i < all.length; i += 10000) {
         const batch = all.slice(i, i + 10000);
+        const before = { bytes: this.totalBytes, chunks: this.totalChunks, freed: this.freedSinceVacuum };
         try {
           this.write('deleting acknowledged chunks', 0, () => this.ackTxn(JSON.stringify(batch)));
         } catch (err) {
+          // The transaction rolled back: so do the in-memory totals.
+          this.totalBytes = before.bytes;
+          this.totalChunks = before.chunks;
+          this.freedSinceVacuum = before.freed;
           if (!(err instanceof SpoolFullError)) throw err;
           // Acknowledged all the same: deleted at the next ack or disk check.
           this.pendingDeletes = all.slice(i);

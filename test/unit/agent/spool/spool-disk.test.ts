@@ -105,6 +105,26 @@ describe('agent spool on a filling disk', () => {
     assert.equal(s.append(draft(65537), state(131074)), before.maxSeq! + 1, 'the failed seq is not used up');
   });
 
+  it('keeps acknowledged chunks whose delete failed on a full disk (totals unchanged) and deletes them at the next check once space is back', async () => {
+    const s = open({ minFreeBytes: 8 * MiB });
+    const seqs = [s.append(draft(0), state(65537)), s.append(draft(65537), state(131074))];
+    const before = s.stats();
+    const inner = s as unknown as { ackTxn: (json: string) => number };
+    const real = inner.ackTxn;
+    inner.ackTxn = () => {
+      throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    };
+    free = 0;
+    s.ack(seqs); // does not throw: the chunks are acknowledged, their delete waits
+    assert.deepEqual(s.stats(), { ...before, full: true });
+    assert.equal(s.disk().fullReason, 'disk');
+    inner.ackTxn = real;
+    free = 100 * MiB;
+    await waitFor(() => s.stats().chunks === 0, 5000, 'the pending deletes to go through');
+    assert.equal(s.readAfter(0, 10).length, 0);
+    assert.equal(s.isFull(), false);
+  });
+
   it('gives the WAL and the deleted pages back to the filesystem when acks drain it', () => {
     const s = open();
     const seqs: number[] = [];
