@@ -57,9 +57,13 @@ function fileShaped(v: SqlValue[]): boolean {
   return v.length === 9 && v.slice(0, 5).every(isText) && v.slice(5).every(isInt) && v[0] === `${String(v[1])}:${String(v[2])}`;
 }
 
+export function emptySalvage(movedTo: string): SalvageReport {
+  return { movedTo, atMs: Date.now(), chunksSalvaged: 0, chunksLost: 0, filesSalvaged: 0, settingsSalvaged: 0, pagesUnreadable: 0 };
+}
+
 /** Copies what can be read of the corrupt spool `file` (moved aside) into `db`, a fresh spool. */
 export function salvageSpool(db: Database, file: string): SalvageReport {
-  const report: SalvageReport = { movedTo: file, atMs: Date.now(), chunksSalvaged: 0, chunksLost: 0, filesSalvaged: 0, settingsSalvaged: 0, pagesUnreadable: 0 };
+  const report = emptySalvage(file);
   let src: DamagedDatabase;
   try {
     src = DamagedDatabase.open(file);

@@ -67,7 +67,7 @@ import { migrate } from './schema.js';
 import { fileStateKey } from './types.js';
 import type { ChunkDraft, FileState, SpoolDiskStatus, SpoolFullReason, SpoolReader, SpoolStats, SpooledChunk } from './types.js';
 import { SPOOL_FILE_SUFFIXES, spoolFileSizes, statfsFreeBytes, type FreeBytesProbe } from './disk.js';
-import { salvageSpool, type SalvageReport } from './salvage.js';
+import { emptySalvage, salvageSpool, type SalvageReport } from './salvage.js';
 
 export const SPOOL_FILE = 'spool.db';
 /** spool_meta key: the SalvageReport (JSON) of the last corrupt spool this one replaced */
@@ -356,11 +356,18 @@ export class Spool implements SpoolReader {
         if (existsSync(file + suffix)) renameSync(file + suffix, aside + suffix);
       }
       db = Spool.openFile(file, opts);
-      salvage = db.transaction(() => {
-        const r = salvageSpool(db, aside);
-        db.prepare(`INSERT OR REPLACE INTO spool_meta (key, value) VALUES ('${META_SALVAGE}', ?)`).run(JSON.stringify(r));
-        return r;
-      }).immediate();
+      const fresh = db;
+      try {
+        salvage = fresh.transaction(() => {
+          const r = salvageSpool(fresh, aside);
+          fresh.prepare(`INSERT OR REPLACE INTO spool_meta (key, value) VALUES ('${META_SALVAGE}', ?)`).run(JSON.stringify(r));
+          return r;
+        }).immediate();
+      } catch (salvageErr) {
+        // Never a reason not to start: the fresh spool stays empty.
+        log.error({ err: salvageErr, movedTo: aside }, 'salvaging the corrupt spool failed; nothing of it is kept');
+        salvage = emptySalvage(aside);
+      }
       log.error(
         { err, code: err.code, file, ...salvage },
         `SPOOL CORRUPT: the spool database failed its integrity check and was moved aside to ${aside}; a fresh spool was created ` +
