@@ -91,11 +91,12 @@ export const agentConfigSchema = z.strictObject({
     .default({ scanIntervalMs: 2000, pollIntervalMs: 250, rotateGraceMs: 30000, fingerprintBytes: 1024, maxOpenFiles: 1024 }),
   spool: z
     .strictObject({
-      maxBytes: bytes({ min: 1024 * 1024 }).default(1024 ** 3).describe('spool size cap'),
-      onFull: z.enum(['pause', 'drop-oldest']).default('pause').describe('pause: stop reading (the files are the buffer); drop-oldest: delete the oldest chunks, counted and logged'),
+      maxBytes: bytes({ min: 1024 * 1024 }).default(1024 ** 3).describe('spool size cap: the encoded chunks and the spool\'s files on disk (database, WAL, shared memory) each stay below it'),
+      minFreeBytes: bytes({ min: 1024 * 1024 }).default(64 * 1024 ** 2).describe('reading pauses while the filesystem of dataDir has less free space than this (whoever filled it), and resumes by itself once it has; keeps room for deleting shipped chunks and giving their space back'),
+      onFull: z.enum(['pause', 'drop-oldest']).default('pause').describe('pause: stop reading (the files are the buffer); drop-oldest: delete the oldest chunks, counted and logged (the free-space reserve and a full disk pause reading either way)'),
       synchronous: z.enum(['normal', 'full']).default('normal').describe('normal: safe against process crashes, a power loss may lose the last commits; full: fsync every commit'),
     })
-    .default({ maxBytes: 1024 ** 3, onFull: 'pause', synchronous: 'normal' }),
+    .default({ maxBytes: 1024 ** 3, minFreeBytes: 64 * 1024 ** 2, onFull: 'pause', synchronous: 'normal' }),
   transport,
   retry: z
     .strictObject({

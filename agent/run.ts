@@ -2,15 +2,16 @@
  * The Agent: spool + tailer + shipper + pump + heartbeats + monitor, and `ferry-agent run`.
  *
  * Start order (each step fails fast with a message naming the key): data dir writable and not
- * used by another agent (pid file) -> monitor (port free) -> spool -> shipper (credentials, TLS
- * files) -> pump -> tailer -> heartbeats. Stop order (SIGTERM/SIGINT, within shutdownTimeoutMs): the
- * tailer stops reading and spools what it has cut -> the pump stops handing out chunks and
- * waits for the publishes under way -> the shipper closes -> the spool records the final state
- * and closes -> the monitor closes. Whatever was not confirmed stays in the spool and is sent
- * again at the next start (receivers deduplicate by agentId/seq).
+ * used by another agent (its OS lock, ./spool/lock.ts: FERRY_SPOOL_LOCKED) -> monitor (port
+ * free) -> spool -> shipper (credentials, TLS files) -> pump -> tailer -> heartbeats. Stop order
+ * (SIGTERM/SIGINT, within shutdownTimeoutMs): the tailer stops reading and spools what it has
+ * cut -> the pump stops handing out chunks and waits for the publishes under way -> the shipper
+ * closes -> the spool records the final state and closes -> the monitor closes -> the data dir's
+ * lock is released. Whatever was not confirmed stays in the spool and is sent again at the next
+ * start (receivers deduplicate by agentId/seq).
  * SIGHUP reloads the config file's inputs; an invalid file is logged and the old config kept.
  */
-import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../shared/log.js';
@@ -20,14 +21,15 @@ import { PROTOCOL_VERSION, type Heartbeat } from '../shared/protocol.js';
 import { VERSION } from '../shared/version.js';
 import { requireConfigPath, type ParsedCommand } from '../shared/cli.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
-import { Spool } from './spool/spool.js';
+import { Spool, META_SALVAGE } from './spool/spool.js';
 import { Tailer } from './sources/tail/tailer.js';
 import { Pump } from './shippers/pump.js';
 import { createShipper, maxInFlightOf } from './shippers/index.js';
 import type { Shipper } from './shippers/types.js';
 import { startMonitor, type Monitor } from './monitor.js';
 import { META_MAX_CHUNK_BYTES, learnedLimitMeta, startingMaxChunkBytes } from './limits.js';
-import { META_AGENT_STATUS, PID_FILE, runningPid, transportKind, type AgentMeta, type StatusReport } from './status.js';
+import { lockDataDir, type DataDirLock } from './spool/lock.js';
+import { META_AGENT_STATUS, parseSalvage, transportKind, type AgentMeta, type StatusReport } from './status.js';
 
 export interface AgentOptions {
   config: Readonly<AgentConfig>;
@@ -50,32 +52,6 @@ function prepareDataDir(dataDir: string): void {
   }
 }
 
-/** Takes `<dataDir>/agent.pid`; refuses when another live agent holds it (two agents must never share a spool). */
-function takePidFile(dataDir: string): string {
-  const file = join(dataDir, PID_FILE);
-  const other = runningPid(dataDir);
-  if (other !== null && other !== process.pid) {
-    throw new ConfigError([{ path: 'dataDir', message: `${dataDir} is in use by another ferry-agent (pid ${other}, ${file}); two agents cannot share a spool` }]);
-  }
-  rmSync(file, { force: true }); // stale: its process is gone
-  let fd: number;
-  try {
-    fd = openSync(file, 'wx', 0o600);
-  } catch (err) {
-    const now = (() => {
-      try {
-        return readFileSync(file, 'utf8').trim();
-      } catch {
-        return '?';
-      }
-    })();
-    throw new ConfigError([{ path: 'dataDir', message: `cannot take ${file} (held by pid ${now}?): ${errorMessage(err)}` }], undefined, { cause: err });
-  }
-  writeSync(fd, `${process.pid}\n`);
-  closeSync(fd);
-  return file;
-}
-
 export class Agent {
   private config: Readonly<AgentConfig>;
   private readonly log: Logger;
@@ -87,7 +63,7 @@ export class Agent {
   private pump: Pump | undefined;
   private tailer: Tailer | undefined;
   private monitor: Monitor | undefined;
-  private pidFile: string | undefined;
+  private lock: DataDirLock | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatFailing = false;
   /** the largest encoded chunk the transport takes, as last learned (agent/limits.ts) */
@@ -125,11 +101,11 @@ export class Agent {
   private async startParts(opts: AgentOptions): Promise<void> {
     const c = this.config;
     prepareDataDir(c.dataDir);
-    this.pidFile = takePidFile(c.dataDir);
+    this.lock = lockDataDir(c.dataDir);
     // Listen first: a taken port fails the start before anything was read or sent.
     if (c.monitor.enabled) this.monitor = await startMonitor({ listen: c.monitor.listen, source: this, registry: this.registry, log: opts.log });
     const deps = { log: opts.log, registry: this.registry };
-    this.spool = Spool.open({ dataDir: c.dataDir, maxBytes: c.spool.maxBytes, onFull: c.spool.onFull, synchronous: c.spool.synchronous, ...deps });
+    this.spool = Spool.open({ dataDir: c.dataDir, maxBytes: c.spool.maxBytes, minFreeBytes: c.spool.minFreeBytes, onFull: c.spool.onFull, synchronous: c.spool.synchronous, ...deps });
     this.transportMaxChunkBytes = startingMaxChunkBytes(c, this.spool.meta(META_MAX_CHUNK_BYTES));
     this.shipper = createShipper(c, { ...deps, onMaxChunkBytes: (n) => this.learnedLimit(n) });
     await this.shipper.start();
@@ -244,6 +220,7 @@ export class Agent {
     const now = Date.now();
     const c = this.config;
     const st = this.spool?.stats();
+    const disk = this.spool?.disk();
     const h = this.shipper?.health();
     const p = this.pump?.status();
     const t = this.tailer?.health();
@@ -262,9 +239,14 @@ export class Agent {
         maxBytes: c.spool.maxBytes,
         oldestUnshippedAgeMs: st?.oldestReadAtMs == null ? null : Math.max(0, now - st.oldestReadAtMs),
         full: st?.full ?? false,
+        fullReason: disk?.fullReason ?? null,
+        diskBytes: disk?.diskBytes ?? 0,
+        freeBytes: disk?.freeBytes ?? null,
+        minFreeBytes: c.spool.minFreeBytes,
         droppedChunks: st?.droppedChunks ?? 0,
         minSeq: st?.minSeq ?? null,
         maxSeq: st?.maxSeq ?? null,
+        salvage: parseSalvage(this.spool?.meta(META_SALVAGE)),
       },
       lastShipAtMs: p?.lastShipAtMs ?? null,
       shipping: p ? { inFlight: p.inFlight, retrying: p.retrying, blocked: p.blocked } : null,
@@ -324,7 +306,7 @@ export class Agent {
     this.writeMeta(false);
     await step('spool', () => this.spool?.close());
     await step('monitor', () => this.monitor?.close());
-    if (this.pidFile) rmSync(this.pidFile, { force: true });
+    this.lock?.release();
     const tookMs = Date.now() - started;
     if (this.spool) this.log.info({ tookMs, unanswered }, 'ferry-agent stopped');
   }

@@ -7,7 +7,8 @@
  * 2. otherwise the spool, opened read-only (SQLite WAL lets a reader in while the agent writes):
  *    spool depth, per-file offsets (lag = the file's size now minus the offset), and what the
  *    agent last recorded in the spool's meta table (`agent.status`: last successful ship,
- *    transport state), plus the pid file `<dataDir>/agent.pid` to tell whether it runs.
+ *    transport state); whether it runs comes from the data directory's lock (./spool/lock.ts),
+ *    its pid from `<dataDir>/agent.pid`.
  * Exit code: 0 when the agent runs, 3 when it does not (as `systemctl status`), 1 on errors.
  * Nothing it prints holds URL credentials: the agent records its state redacted, and the meta is
  * redacted again when read.
@@ -19,11 +20,13 @@ import { parseListen } from '../shared/config/index.js';
 import { VERSION } from '../shared/version.js';
 import { redactText } from '../shared/redact.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
-import { Spool, SPOOL_FILE } from './spool/spool.js';
+import { Spool, SPOOL_FILE, META_SALVAGE } from './spool/spool.js';
+import { lockHeld, recordedPid } from './spool/lock.js';
+import type { SpoolFullReason } from './spool/types.js';
+import type { SalvageReport } from './spool/salvage.js';
 import type { PumpStatus } from './shippers/pump.js';
 
 export const EXIT_NOT_RUNNING = 3;
-export const PID_FILE = 'agent.pid';
 /** spool_meta key the running agent refreshes with AgentMeta (JSON) */
 export const META_AGENT_STATUS = 'agent.status';
 
@@ -65,9 +68,17 @@ export interface StatusReport {
     maxBytes: number;
     oldestUnshippedAgeMs: number | null;
     full: boolean;
+    /** why reading is paused (agent/spool/types.ts SpoolFullReason), or null */
+    fullReason: SpoolFullReason | null;
+    /** the spool's files on disk, and the free space of their filesystem (null: unknown) */
+    diskBytes: number;
+    freeBytes: number | null;
+    minFreeBytes: number;
     droppedChunks: number;
     minSeq: number | null;
     maxSeq: number | null;
+    /** what was salvaged and lost when this spool replaced a corrupt one, or null */
+    salvage: SalvageReport | null;
   };
   lastShipAtMs: number | null;
   shipping: Pick<PumpStatus, 'inFlight' | 'retrying' | 'blocked'> | null;
@@ -81,28 +92,40 @@ export function transportKind(config: AgentConfig): 'nats' | 'http' {
   return config.transport.nats ? 'nats' : 'http';
 }
 
-/** The pid in `<dataDir>/agent.pid` when that process is alive, else null. */
-export function runningPid(dataDir: string): number | null {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(dataDir, PID_FILE), 'utf8').trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+/**
+ * Whether an agent runs on `dataDir` and its pid: the data directory's OS lock answers whether
+ * (./spool/lock.ts); the pid file says who. Without a lock file (an agent of an older version),
+ * the pid file's process being alive decides.
+ */
+export function agentProcess(dataDir: string): { running: boolean; pid: number | null } {
+  const pid = recordedPid(dataDir);
+  const held = lockHeld(dataDir);
+  if (held !== null) return { running: held, pid: held ? pid : null };
+  if (pid === null) return { running: false, pid: null };
   try {
     process.kill(pid, 0);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return null;
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return { running: false, pid: null };
   }
   // A stale pid file whose pid was reused by an unrelated process (Linux: look at its command line).
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (!/ferry|agent/i.test(cmdline)) return null;
+    if (!/ferry|agent/i.test(cmdline)) return { running: false, pid: null };
   } catch {
     // no /proc (or the process just ended): trust the signal check
   }
-  return pid;
+  return { running: true, pid };
+}
+
+/** The spool's `spool.salvage` meta value, or null. */
+export function parseSalvage(text: string | undefined): SalvageReport | null {
+  if (!text) return null;
+  try {
+    const r = JSON.parse(text) as SalvageReport;
+    return typeof r === 'object' && r !== null && typeof r.chunksSalvaged === 'number' ? r : null;
+  } catch {
+    return null;
+  }
 }
 
 function parseMeta(text: string | undefined): AgentMeta | null {
@@ -134,18 +157,18 @@ function offlineFile(config: AgentConfig, s: { path: string; identity: { dev: st
 
 /** The report read from the spool (the agent may run or not). */
 export function offlineReport(config: AgentConfig, now = Date.now()): StatusReport {
-  const pid = runningPid(config.dataDir);
+  const { running, pid } = agentProcess(config.dataDir);
   const notes: string[] = [];
   const report: StatusReport = {
     agentId: config.id,
     version: VERSION,
-    running: pid !== null,
+    running,
     source: 'spool',
     pid,
     startedAtMs: null,
     dataDir: config.dataDir,
-    transport: { kind: transportKind(config), state: 'unknown', detail: pid === null ? 'agent not running' : 'unknown (monitor not reachable)', sinceMs: null },
-    spool: { chunks: 0, bytes: 0, maxBytes: config.spool.maxBytes, oldestUnshippedAgeMs: null, full: false, droppedChunks: 0, minSeq: null, maxSeq: null },
+    transport: { kind: transportKind(config), state: 'unknown', detail: running ? 'unknown (monitor not reachable)' : 'agent not running', sinceMs: null },
+    spool: { chunks: 0, bytes: 0, maxBytes: config.spool.maxBytes, oldestUnshippedAgeMs: null, full: false, fullReason: null, diskBytes: 0, freeBytes: null, minFreeBytes: config.spool.minFreeBytes, droppedChunks: 0, minSeq: null, maxSeq: null, salvage: null },
     lastShipAtMs: null,
     shipping: null,
     tailer: null,
@@ -160,31 +183,35 @@ export function offlineReport(config: AgentConfig, now = Date.now()): StatusRepo
   const ro = Spool.openReadOnly(config.dataDir);
   try {
     const st = ro.stats();
+    const disk = ro.disk();
     report.spool = {
       chunks: st.chunks,
       bytes: st.bytes,
       maxBytes: config.spool.maxBytes,
       oldestUnshippedAgeMs: st.oldestReadAtMs === null ? null : Math.max(0, now - st.oldestReadAtMs),
       full: st.full,
+      ...disk,
+      minFreeBytes: config.spool.minFreeBytes,
       droppedChunks: st.droppedChunks,
       minSeq: st.minSeq,
       maxSeq: st.maxSeq,
+      salvage: parseSalvage(ro.meta(META_SALVAGE)),
     };
     report.files = ro.fileStates().map((s) => offlineFile(config, s));
     const meta = parseMeta(ro.meta(META_AGENT_STATUS));
     if (meta) {
       report.lastShipAtMs = meta.lastShipAtMs;
-      if (pid !== null && meta.pid === pid) {
+      if (running && meta.pid === pid) {
         report.startedAtMs = meta.startedAtMs;
         report.transport = { ...meta.transport, detail: `${meta.transport.detail} (as of ${new Date(meta.updatedAtMs).toISOString()})` };
-      } else if (pid === null) {
+      } else if (!running) {
         report.transport.detail = `agent not running (stopped ${meta.running ? 'without a clean shutdown' : 'cleanly'}; last seen ${new Date(meta.updatedAtMs).toISOString()})`;
       }
     }
   } finally {
     ro.close();
   }
-  if (pid === null) notes.push('the agent is not running: figures are what it left in the spool');
+  if (!running) notes.push('the agent is not running: figures are what it left in the spool');
   else notes.push('figures from the spool: the agent runs but its monitor did not answer (monitor.enabled false?)');
   return report;
 }
@@ -207,6 +234,12 @@ export async function liveReport(config: AgentConfig, timeoutMs = 2000): Promise
   }
 }
 
+function fullText(s: StatusReport['spool']): string {
+  if (s.fullReason === 'reserve') return `less than ${formatBytes(s.minFreeBytes)} free on the disk`;
+  if (s.fullReason === 'disk') return 'the disk was full';
+  return 'at its size cap';
+}
+
 function ago(ms: number | null, now: number): string {
   if (ms === null) return 'never';
   const s = Math.max(0, Math.round((now - ms) / 1000));
@@ -223,15 +256,22 @@ export function formatReport(r: StatusReport, now = Date.now()): string {
   const lines: string[] = [];
   const state = r.running ? `running${r.pid !== null ? ` (pid ${r.pid})` : ''}${r.startedAtMs !== null ? `, started ${ago(r.startedAtMs, now)}` : ''}` : 'NOT RUNNING';
   lines.push(`agent ${r.agentId}: ${state}`);
-  lines.push(`data dir: ${r.dataDir}`);
+  lines.push(`data dir: ${r.dataDir} (spool files ${formatBytes(r.spool.diskBytes)}, ${r.spool.freeBytes === null ? 'free space unknown' : `${formatBytes(r.spool.freeBytes)} free`})`);
   lines.push(`transport: ${r.transport.kind} ${r.transport.state}: ${r.transport.detail}`);
   lines.push(`last successful ship: ${ago(r.lastShipAtMs, now)}`);
   const pct = r.spool.maxBytes > 0 ? ((100 * r.spool.bytes) / r.spool.maxBytes).toFixed(1) : '?';
   lines.push(
     `spool: ${r.spool.chunks} chunks, ${formatBytes(r.spool.bytes)} of ${formatBytes(r.spool.maxBytes)} (${pct}%)` +
-      `, oldest unshipped ${dur(r.spool.oldestUnshippedAgeMs)}${r.spool.full ? ', FULL (reading paused)' : ''}` +
+      `, oldest unshipped ${dur(r.spool.oldestUnshippedAgeMs)}${r.spool.full ? `, FULL (${fullText(r.spool)}; reading paused)` : ''}` +
       `${r.spool.droppedChunks > 0 ? `, ${r.spool.droppedChunks} chunks dropped` : ''}`,
   );
+  const sv = r.spool.salvage;
+  if (sv) {
+    lines.push(
+      `spool salvaged ${ago(sv.atMs, now)} from a corrupt one (${sv.movedTo}): ${sv.chunksSalvaged} chunks, ${sv.filesSalvaged} file offsets kept; ` +
+        `lost ${sv.chunksLost} unreadable chunks, ${sv.pagesUnreadable} damaged pages`,
+    );
+  }
   if (r.shipping) {
     const s = r.shipping;
     if (s.blocked) lines.push(`shipping: BLOCKED behind chunk ${s.blocked.seq} (${s.blocked.path}) since ${ago(s.blocked.sinceMs, now)}: ${s.blocked.error}`);

@@ -11,6 +11,7 @@ export type FerryErrorCode =
   | 'FERRY_SPOOL_CORRUPT'
   | 'FERRY_SPOOL_VERSION'
   | 'FERRY_SPOOL_FULL'
+  | 'FERRY_SPOOL_LOCKED'
   | 'FERRY_TRANSPORT'
   | 'FERRY_STREAM_UNSAFE'
   | 'FERRY_TOPIC_FORBIDDEN'
@@ -85,6 +86,20 @@ export class ChunkVersionError extends FerryError {
 export class SpoolCorruptError extends FerryError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('FERRY_SPOOL_CORRUPT', message, options);
+  }
+}
+
+/** The spool cannot take a write: its size cap or the free-space reserve of its filesystem is reached, or the disk is full. */
+export class SpoolFullError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FERRY_SPOOL_FULL', message, options);
+  }
+}
+
+/** Another live process holds the data directory's lock (two agents must never share a spool). */
+export class SpoolLockedError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FERRY_SPOOL_LOCKED', message, options);
   }
 }
 

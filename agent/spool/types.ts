@@ -48,6 +48,13 @@ export interface ChunkDraft {
   data: Buffer | readonly Buffer[];
 }
 
+/**
+ * Why the spool takes no more chunks: `cap` its chunks or its files on disk reached
+ * spool.maxBytes; `reserve` its filesystem has less than spool.minFreeBytes free; `disk` a write
+ * failed because the disk is full (SQLITE_FULL), until the reserve is free again.
+ */
+export type SpoolFullReason = 'cap' | 'reserve' | 'disk';
+
 export interface SpoolStats {
   chunks: number;
   bytes: number;
@@ -58,6 +65,16 @@ export interface SpoolStats {
   maxSeq: number | null;
   full: boolean;
   droppedChunks: number;
+}
+
+/** Why the spool is full, and its footprint on disk (Spool.disk(), ReadOnlySpool.disk()). */
+export interface SpoolDiskStatus {
+  /** why the spool is full, or null */
+  fullReason: SpoolFullReason | null;
+  /** what the spool's files (database, WAL, shared memory) take on disk */
+  diskBytes: number;
+  /** free bytes on the spool's filesystem, or null when unknown */
+  freeBytes: number | null;
 }
 
 /** What shippers see of the spool. */

@@ -7,13 +7,12 @@ import { appendFileSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { startNats, tempDir, waitFor, freePort, type NatsServer, type TempDir } from '../harness/index.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { tempDir, waitFor, freePort, type NatsServer, type TempDir } from '../harness/index.js';
 import { spawnTracked, terminate, keepAlive, type Child } from '../harness/process.js';
-import { decodeChunk } from '../../shared/chunk/codec.js';
 import { parseHeartbeat, type Heartbeat } from '../../shared/protocol.js';
-import type { StatusReport } from '../../agent/status.js';
+import { agentStatus, lineIdsInStream, startChunkStream, type ChunkStream } from './agent-fixture.js';
 
 const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
 const run = promisify(execFile);
@@ -72,45 +71,23 @@ function line(id: number): string {
   return `id=${String(id).padStart(7, '0')} ${'x'.repeat(60)}`;
 }
 
-/** Line ids found in the stream for `agentId`, one entry per record (duplicates kept). */
-async function idsInStream(jsm: JetStreamManager, agentId: string): Promise<number[]> {
-  const info = await jsm.streams.info('FERRY_CHUNKS');
-  const ids: number[] = [];
-  for (let s = info.state.first_seq; s <= info.state.last_seq && info.state.messages > 0; s++) {
-    const m = await jsm.streams.getMessage('FERRY_CHUNKS', { seq: s });
-    if (!m || m.subject !== `ferry.chunks.${agentId}`) continue;
-    for (const r of decodeChunk(m.data).records) ids.push(Number(/^id=(\d+)/.exec(r.value.toString())![1]));
-  }
-  return ids;
-}
-
-async function status(s: Setup): Promise<{ code: number; report: StatusReport }> {
-  try {
-    const { stdout } = await run(process.execPath, [CLI, 'status', '--config', s.config, '--json']);
-    return { code: 0, report: JSON.parse(stdout) as StatusReport };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number' || !e.stdout) throw new Error(`status failed: ${e.stderr ?? String(err)}`);
-    return { code: e.code, report: JSON.parse(e.stdout) as StatusReport };
-  }
-}
-
 describe('ferry-agent run (e2e, real NATS)', () => {
+  let stream: ChunkStream;
   let nats: NatsServer;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
 
   before(async () => {
-    nats = await startNats();
-    nc = await connect({ servers: nats.url });
-    jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: 'FERRY_CHUNKS', subjects: ['ferry.chunks.>'] });
+    stream = await startChunkStream();
+    ({ nats, nc, jsm } = stream);
   });
 
   after(async () => {
-    await nc?.close();
-    await nats?.stop();
+    await stream?.close();
   });
+
+  const idsInStream = lineIdsInStream;
+  const status = (s: Setup): ReturnType<typeof agentStatus> => agentStatus(s.config);
 
   it('ships written lines to JetStream, shows offsets and spool in status --json while running, and exits 0 soon after SIGTERM', async () => {
     const s = await setup(nats, 'e2e-basic');

@@ -605,9 +605,11 @@ export class Tailer {
         dirty: true,
         stateDirty: false,
       };
+      // Saved before the file is tracked: a failing write (disk full) must not leave a tracked
+      // file whose descriptor the catch below closes ("file closed" at every later check).
+      this.spool.saveFileState(this.stateOf(f, offset, skipping));
       this.files.set(key, f);
       if (!detached) this.byPath.set(path, f);
-      this.spool.saveFileState(this.stateOf(f, offset, skipping));
       this.log.info({ path, offset, size, topic: inp.cfg.topic, resumed: saved !== undefined && offset > 0 }, 'tailing file');
       this.wake();
       return f;
