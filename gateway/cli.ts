@@ -6,6 +6,7 @@
  */
 import { parseCommand, runCheck, reportFatal, formatBytes, requireConfigPath, type ParsedCommand } from '../shared/cli.js';
 import { VERSION } from '../shared/version.js';
+import { redactUrls } from '../shared/redact.js';
 import { loadGatewayConfig, type GatewayConfig } from './config.js';
 import { runGateway } from './run.js';
 
@@ -32,7 +33,7 @@ export function summarizeGatewayConfig(c: GatewayConfig): string[] {
     `gateway id: ${c.id}`,
     `kafka: ${c.kafka.brokers.join(',')} (delivery ${c.kafka.delivery}, driver ${c.kafka.driver}, key ${c.kafka.key}, headers ${c.kafka.headers.join(',')})`,
   ];
-  if (c.nats) lines.push(`nats: ${c.nats.servers.join(',')} stream ${c.nats.stream} subjects ${c.nats.subjectPrefix}.> consumer ${c.nats.consumer}`);
+  if (c.nats) lines.push(`nats: ${redactUrls(c.nats.servers).join(',')} stream ${c.nats.stream} subjects ${c.nats.subjectPrefix}.> consumer ${c.nats.consumer}`);
   if (c.http) lines.push(`http: listen ${c.http.listen}, ${c.http.tokens.length} token(s), body limit ${formatBytes(c.http.bodyLimitBytes)}`);
   lines.push(`monitor: http://${c.monitor.listen}`);
   return lines;
