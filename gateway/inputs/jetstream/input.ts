@@ -90,6 +90,12 @@ export interface JetStreamInputOptions {
 export const NATS_SOURCE = 'nats';
 
 const FETCH_EXPIRES_MS = 5000;
+/**
+ * nak() delay on stop. The server still holds our pending pull requests (a pull cannot be
+ * cancelled): a message nak()ed without delay goes into one of them, bounces, and comes back
+ * behind the later ones. Delayed past our connection's close, they come back in stream order.
+ */
+const STOP_NAK_DELAY_MS = 500;
 
 interface Item {
   msg: JsMsg;
@@ -407,6 +413,7 @@ export class JetStreamInput {
     let bytes = 0;
     let records = 0;
     for (const msg of msgs) {
+      if (this.pastStopDeadline()) return;
       const item = await this.admit(msg);
       if (!item) continue;
       const r = item.chunk.records.length;
@@ -522,7 +529,7 @@ export class JetStreamInput {
   private async deliver(slice: Item[]): Promise<void> {
     let items = slice;
     let attempt = 0;
-    while (items.length > 0) {
+    while (items.length > 0 && !this.pastStopDeadline()) {
       items = items.filter((i) => this.stillOurs(i));
       if (items.length === 0) break;
       const outcomes = await this.send(items);
@@ -552,7 +559,6 @@ export class JetStreamInput {
       items = retry;
       if (items.length === 0) break;
       attempt++;
-      if (this.stopping && Date.now() >= this.stopDeadline - 100) break;
       this.paused = true;
       // The sink's hint when it gives one (it knows how long Kafka has been failing), else ours.
       const wait = retryAfter > 0 ? Math.min(60_000, retryAfter) : Math.min(5000, 200 * 2 ** Math.min(attempt - 1, 5));
@@ -561,9 +567,13 @@ export class JetStreamInput {
       await this.sleep(this.stopping ? Math.min(wait, Math.max(0, this.stopDeadline - Date.now() - 100)) : wait);
     }
     this.paused = false;
+    // Stopping with chunks still refused for now: they stay leased, and stop() gives them back.
     if (attempt > 0 && items.length === 0) this.log.info({ attempts: attempt }, 'sink took the held chunks');
-    // Stopping with chunks still refused for now: give them back to JetStream.
-    for (const item of items) this.nakMsg(item.msg, 1000);
+  }
+
+  /** Stopping, and the deadline is near: take nothing more to the sink. */
+  private pastStopDeadline(): boolean {
+    return this.stopping && Date.now() >= this.stopDeadline - 100;
   }
 
   private ackMsg(msg: JsMsg): void {
@@ -630,7 +640,7 @@ export class JetStreamInput {
     this.wakePump?.();
     // End pending pulls now instead of waiting for them to expire; what they delivered is leased
     // and nak()ed below.
-    for (const f of this.fetches) void f.close().catch(() => undefined);
+    const pullsClosed = Promise.allSettled([...this.fetches].map((f) => f.close()));
     let keep = new Set<JsMsg>();
     if (this.loopDone && !(await settlesBy(this.loopDone, this.stopDeadline))) {
       this.log.warn({ leased: this.leases.size, inSink: this.inFlight.size }, 'JetStream input stop deadline reached; aborting what the sink has in flight, then giving chunks back');
@@ -640,8 +650,9 @@ export class JetStreamInput {
         this.log.warn({ chunks: keep.size }, 'the sink did not abort its in-flight chunks by the deadline: leaving them to ack_wait instead of giving them back, so no other gateway commits them twice');
       }
     }
+    await settlesBy(pullsClosed, deadlineMs);
     const back = this.leases.keys().filter((m) => !keep.has(m));
-    for (const m of back) this.nakMsg(m, 0);
+    for (const m of back) this.nakMsg(m, STOP_NAK_DELAY_MS);
     if (back.length > 0) this.log.info({ chunks: back.length }, 'gave unfinished chunks back to JetStream (nak)');
     if (this.workingTimer) clearInterval(this.workingTimer);
     this.hbSub?.unsubscribe();

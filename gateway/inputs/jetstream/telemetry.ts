@@ -29,7 +29,7 @@ export class JetStreamTelemetry {
   readonly #deadLettered: Counter<'reason'>;
   readonly #errors: Counter<'type'>;
   readonly #retries: Counter;
-  readonly #heldChunks: Counter<'reason'>;
+  readonly #holds: Counter<'reason'>;
   readonly #dropped: Counter<'reason'>;
   readonly #leased: Gauge;
   readonly #heldAgentsNow: Gauge;
@@ -49,7 +49,7 @@ export class JetStreamTelemetry {
     this.#deadLettered = counter('ferry_gateway_jetstream_dead_letter_chunks_total', 'messages sent to the dead-letter subject, by reason (malformed, identity, internal-topic, max-deliveries, refused)', ['reason']);
     this.#errors = counter('ferry_gateway_jetstream_errors_total', 'errors of the JetStream input, by type', ['type']);
     this.#retries = counter('ferry_gateway_jetstream_retried_chunks_total', 'chunks the sink answered retry, held and sent again');
-    this.#heldChunks = counter('ferry_gateway_jetstream_held_chunks_total', 'chunks held because a setting refuses them (forbidden-topic: nats.allowTopics; kafka-setting: topic missing, authorization), by reason', ['reason']);
+    this.#holds = counter('ferry_gateway_jetstream_agent_holds_total', 'times an agent was held because a setting refused its chunk (forbidden-topic: nats.allowTopics; kafka-setting: topic missing, authorization refused), by reason', ['reason']);
     this.#dropped = counter('ferry_gateway_jetstream_dropped_chunks_total', 'messages given up without producing or acking them (lease-expired: JetStream redelivered them meanwhile), by reason', ['reason']);
     this.#leased = gauge('ferry_gateway_jetstream_held_messages', 'messages fetched and not yet acked, termed or nak()ed');
     this.#heldAgentsNow = gauge('ferry_gateway_jetstream_held_agents', 'agents whose chunks wait because a setting refuses their oldest one');
@@ -89,10 +89,11 @@ export class JetStreamTelemetry {
     this.log.error({ ...fields, reason, err }, 'chunk dead-lettered (kept in the dead-letter stream, replayable)');
   }
 
-  /** A chunk was kept behind its held agent; `started` when this began holding the agent. */
+  /** A setting refused a chunk: its agent is held (`started`), or it joined its held agent. */
   held(reason: HoldReason, fields: Record<string, unknown>, err: string, started: boolean): void {
-    this.#heldChunks.inc({ reason });
-    if (started) this.log.error({ ...fields, reason, err }, 'a setting refuses this chunk: holding its agent (its later chunks wait behind it) and trying again with backoff');
+    if (!started) return;
+    this.#holds.inc({ reason });
+    this.log.error({ ...fields, reason, err }, 'a setting refuses this chunk: holding its agent (its later chunks wait behind it) and trying again with backoff');
   }
 
   heldAgain(agent: string, attempt: number, err: string): void {
