@@ -214,17 +214,18 @@ describe('JetStream to Kafka', () => {
     await waitFor(async () => (await jsm.streams.info(c.nats!.deadLetterStream)).state.messages === 1, 10_000, 'one dead letter');
   });
 
-  it('refuses chunks for a topic outside nats.allowTopics: dead-lettered, nothing produced', async () => {
+  it('holds chunks for a topic outside nats.allowTopics (a setting the operator may change): nothing produced, nothing dead-lettered, other agents flow', async () => {
     await kafka.createTopic('open');
     await kafka.createTopic('closed');
     const c = config({}, { allowTopics: ['open'] });
-    await startGateway(c, 'gw-1');
+    const gw = await startGateway(c, 'gw-1');
     const closed = fileChunks('closed', 1, 3, 20);
     const open = fileChunks('open', 1, 3, 20, 'agent-2');
     await publish(c, closed[0]!);
     await publish(c, open[0]!);
     assertExactly(await kafka.readAll('open', { expect: 3 }), open);
-    await waitFor(async () => (await jsm.streams.info(c.nats!.deadLetterStream)).state.messages === 1, 10_000, 'one dead letter');
+    await waitFor(() => /holding 1 agent\(s\).*agent-1.*nats\.allowTopics/.test(gw.input.health().detail), 10_000, 'the held agent in readiness');
+    assert.equal((await jsm.streams.info(c.nats!.deadLetterStream)).state.messages, 0);
     assert.equal((await kafka.readAll('closed')).length, 0);
   });
 });
