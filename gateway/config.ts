@@ -75,7 +75,7 @@ const nats = z.strictObject({
     .describe('an agent held because Kafka refuses its chunk for a setting (topic missing, authorization, topic not allowed) is tried again with backoff from 1 s up to this'),
   maxHeldBytes: bytes({ min: 1024 * 1024 })
     .default(128 * 1024 * 1024)
-    .describe('bytes of chunks kept for held agents; once reached (or maxAckPending - fetchBatch messages), the input stops fetching until a held agent moves again'),
+    .describe('bytes of chunks kept for held agents; once reached (or maxAckPending - fetchBatch messages, at least half of maxAckPending), the input stops fetching until a held agent moves again'),
   user: z.string().optional(),
   pass: z.string().optional(),
   token: z.string().optional(),

@@ -288,10 +288,13 @@ export class JetStreamInput {
     this.tele.gauges(this.leases.size, this.held.agents, this.held.count);
   }
 
-  /** Held agents keep as much as the input may hold: fetch nothing more until one moves. */
+  /**
+   * Held agents keep as much as the input may hold: fetch nothing more until one moves. By
+   * count, room is left for a fetch within the consumer's max_ack_pending (or half of it).
+   */
   private heldFull(): boolean {
     const c = this.config;
-    return this.held.bytes >= c.maxHeldBytes || this.held.count >= Math.max(1, c.maxAckPending - c.fetchBatch);
+    return this.held.bytes >= c.maxHeldBytes || this.held.count >= Math.max(1, c.maxAckPending - c.fetchBatch, Math.floor(c.maxAckPending / 2));
   }
 
   private sleep(ms: number): Promise<void> {

@@ -139,4 +139,43 @@ describe('JetStreamInput holds and limits', () => {
     await fx.startInput(config, next);
     await waitFor(() => next.received.length >= 1, 10_000, 'the chunk at another input');
   });
+
+  it('stops fetching, and says so in readiness, once held agents keep as many chunks as it may hold', async () => {
+    const config = fx.config({ maxAckPending: 4, fetchBatch: 1 });
+    const sink = new FakeSink();
+    let topicExists = false;
+    sink.decide = (c) => (c.chunk.header.topic === 'missing' && !topicExists ? missingTopic() : ok);
+    const input = await fx.startInput(config, sink);
+    for (let s = 1; s <= 3; s++) await fx.publish(config, s, 'missing', 'held');
+    await waitFor(() => /not fetching: held agents keep 3 chunks/.test(input.health().detail), 10_000, 'readiness to say the input is full');
+    assert.equal(input.health().ready, false);
+    await fx.publish(config, 1, 'logs', 'flowing');
+    await fx.publish(config, 4, 'missing', 'held');
+    // Nothing more is fetched while full: the other agent's chunk waits in JetStream.
+    const info = await fx.jsm.consumers.info(config.stream, config.consumer);
+    assert.equal(info.num_ack_pending, 3);
+    assert.equal(sink.seqs('flowing').length, 0);
+    topicExists = true;
+    await waitFor(async () => (await fx.pending(config)) === 0, 15_000, 'everything delivered once the setting is fixed');
+    assert.deepEqual(sink.seqs('flowing'), [1]);
+    const tries = sink.seqs('held');
+    assert.deepEqual(tries.slice(tries.lastIndexOf(1)), [1, 2, 3, 4]);
+    assert.equal(input.health().ready, true);
+  });
+
+  it('at the stop deadline, leaves chunks the sink could still commit to ack_wait when abortInFlight() does not resolve in time', async () => {
+    const config = fx.config({ ackWaitMs: 30_000 });
+    const sink = new HangingSink();
+    sink.abortResolves = false;
+    await fx.startInput(config, sink);
+    await fx.publish(config, 1);
+    await waitFor(() => sink.calls.length >= 1, 10_000, 'the chunk in the sink');
+    const started = Date.now();
+    await fx.stopLast();
+    assert.ok(Date.now() - started < 3500, 'stop honours its deadline');
+    assert.deepEqual(sink.events, ['send', 'abort']);
+    // Not nak()ed: nothing is deliverable now (a nak()ed chunk comes back within 0.5 s).
+    const raw = await fx.js.consumers.get(config.stream, config.consumer);
+    assert.equal(await raw.next({ expires: 2000 }), null);
+  });
 });
