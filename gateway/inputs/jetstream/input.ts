@@ -4,8 +4,8 @@
  *
  * Two tasks per input. The pump pulls messages (fetches of up to `fetchBatch`) into a queue and
  * stops pulling while `fetchBatch` messages wait, or while held agents keep `maxHeldBytes` /
- * `maxAckPending - fetchBatch` messages; every message is leased (leases.ts) from the moment it
- * arrives. The processor takes whatever is queued (up to `fetchBatch`: one message at a
+ * `maxAckPending - fetchBatch` messages (at least half of maxAckPending); every message is leased
+ * (leases.ts) from the moment it arrives. The processor takes whatever is queued (up to `fetchBatch`: one message at a
  * trickle, full batches under load, so latency stays low without a fetch timeout) and checks
  * each message in stream order (`admit`):
  *   lease ran out (no working() got through within ack_wait: JetStream redelivered it)
@@ -15,7 +15,8 @@
  *   does not decode (shared/chunk/codec.ts)      dead-letter `malformed`
  *   identity (identity.ts): the subject's agent id must be `header.agentId` and the Nats-Msg-Id
  *   the chunk id `agentId/seq`                   dead-letter `identity`
- *   internal topic (the committed topic, `_*`)   dead-letter `internal-topic` (hostile)
+ *   internal topic (`internalTopic`: run.ts passes the committed topic and `_*`)
+ *                                                dead-letter `internal-topic` (hostile)
  *   topic outside `nats.allowTopics`             its agent is held (a setting: the operator may
  *                                                allow it and restart)
  * Admitted chunks are decoded and sent in slices of at most `maxDecodedBytes` record bytes and
@@ -36,6 +37,10 @@
  *                         it cannot deliver; the backlog stays in JetStream.
  * Within one agent the earliest chunk not produced decides: the agent's later chunks of the
  * same slice follow it (held behind it, or retried with it), so an agent's order holds.
+ * Holding is per agent because one agent's missing topic must not stop the others; JetStream
+ * cannot skip an agent's messages, so what waits behind a held chunk stays leased here (memory,
+ * max_ack_pending): at the limits above the whole input stops fetching, visibly, until a held
+ * agent moves.
  *
  * Leased messages get `working()` once half of ack_wait passed, so JetStream does not redeliver
  * them to another gateway meanwhile. On stop, unfinished messages are nak()ed (short delay) so
@@ -64,7 +69,7 @@ import type { Sink, SinkOutcome } from '../../sinks/sink.js';
 import type { Logger } from '../../../shared/log.js';
 import { decodeChunk, type DecodedChunk } from '../../../shared/chunk/codec.js';
 import { parseHeartbeat, type Heartbeat } from '../../../shared/protocol.js';
-import { TopicForbiddenError, TransportError, errorMessage } from '../../../shared/errors.js';
+import { TransportError, errorMessage } from '../../../shared/errors.js';
 import { redactText, redactUrl, redactUrls } from '../../../shared/redact.js';
 import { TopicPolicy } from '../../topics.js';
 import { ensureJetStream, type JetStreamConfig } from './setup.js';
@@ -472,8 +477,7 @@ export class JetStreamInput {
     if (!this.policy.allows(topic)) {
       if (!this.counted.has(msg)) this.tele.refusedTopic();
       this.counted.add(msg);
-      const err = new TopicForbiddenError(topic, `topic "${topic}" is not allowed for chunks arriving over NATS (nats.allowTopics: ${this.policy.describe()})`);
-      this.holdForSetting('forbidden-topic', { msg, chunk, agent }, err.message);
+      this.holdForSetting('forbidden-topic', { msg, chunk, agent }, `topic "${topic}" is not allowed for chunks arriving over NATS (nats.allowTopics: ${this.policy.describe()})`);
       return undefined;
     }
     if (!this.counted.has(msg)) this.tele.received(topic, chunk.records.length, chunk.dataBytes);
