@@ -112,8 +112,9 @@ function msgId(msg: JsMsg): string | undefined {
   return msg.headers?.get('Nats-Msg-Id') || undefined;
 }
 
+/** What names a message in a log line; values an agent chose are capped. */
 function fields(msg: JsMsg, chunk?: DecodedChunk): Record<string, unknown> {
-  const out: Record<string, unknown> = { msgId: msgId(msg) ?? '(no Nats-Msg-Id)', streamSeq: msg.seq, subject: msg.subject };
+  const out: Record<string, unknown> = { msgId: (msgId(msg) ?? '(no Nats-Msg-Id)').slice(0, 200), streamSeq: msg.seq, subject: msg.subject.slice(0, 300) };
   if (chunk) Object.assign(out, { agent: chunk.header.agentId, topic: chunk.header.topic });
   return out;
 }
