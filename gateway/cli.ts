@@ -9,6 +9,7 @@
 import { parseCommand, runCheck, reportFatal, formatBytes, requireConfigPath, type ParsedCommand } from '../shared/cli.js';
 import { UsageError } from '../shared/errors.js';
 import { VERSION } from '../shared/version.js';
+import { redactUrls } from '../shared/redact.js';
 import { loadGatewayConfig, type GatewayConfig } from './config.js';
 import { runGateway } from './run.js';
 import { runDeadLetters, type DeadLettersArgs } from './deadletters/command.js';
@@ -68,7 +69,7 @@ export function summarizeGatewayConfig(c: GatewayConfig): string[] {
     `gateway id: ${c.id}`,
     `kafka: ${c.kafka.brokers.join(',')} (delivery ${c.kafka.delivery}, driver ${c.kafka.driver}, key ${c.kafka.key}, headers ${c.kafka.headers.join(',')})`,
   ];
-  if (c.nats) lines.push(`nats: ${c.nats.servers.join(',')} stream ${c.nats.stream} subjects ${c.nats.subjectPrefix}.> consumer ${c.nats.consumer}`);
+  if (c.nats) lines.push(`nats: ${redactUrls(c.nats.servers).join(',')} stream ${c.nats.stream} subjects ${c.nats.subjectPrefix}.> consumer ${c.nats.consumer}`);
   if (c.http) {
     const auth = c.http.allowAnonymous ? 'NO authentication (allowAnonymous)' : `${c.http.tokens.length} token(s)`;
     lines.push(`http: listen ${c.http.listen}, ${auth}, body limit ${formatBytes(c.http.bodyLimitBytes)}`);

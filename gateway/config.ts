@@ -68,7 +68,30 @@ const nats = z.strictObject({
     .or(z.literal(-1))
     .default(1024 * 1024 * 1024)
     .describe('size limit of the dead-letter stream; beyond it the oldest dead letters are discarded, lost (-1: unlimited)'),
-  allowTopics: topicPatterns.default(['*']).describe('topics chunks arriving over NATS may target'),
+  allowTopics: topicPatterns
+    .default(['*'])
+    .describe('topics chunks arriving over NATS may target; a chunk for another topic is held (its agent waits, visibly) until a restart allows it'),
+  maxDeliveries: z
+    .number()
+    .int()
+    .min(1)
+    .default(10)
+    .describe('a message JetStream delivered more than this many times (gateways crashing on it, restarting while holding it) is dead-lettered (reason max-deliveries) instead of being tried again'),
+  maxDecodedBytes: bytes({ min: 64 * 1024 })
+    .default(16 * 1024 * 1024)
+    .describe('record bytes of decoded chunks handed to the sink at once; a fetch is decoded and sent in slices of at most this (or one chunk)'),
+  maxDecodedRecords: z
+    .number()
+    .int()
+    .min(1)
+    .default(100_000)
+    .describe('records of decoded chunks handed to the sink at once; a fetch is decoded and sent in slices of at most this many (or one chunk)'),
+  holdRetryMaxMs: ms({ min: 100 })
+    .default(30_000)
+    .describe('an agent held because Kafka refuses its chunk for a setting (topic missing, authorization, topic not allowed) is tried again with backoff from 1 s up to this'),
+  maxHeldBytes: bytes({ min: 1024 * 1024 })
+    .default(128 * 1024 * 1024)
+    .describe('bytes of chunks kept for held agents; once reached (or maxAckPending - fetchBatch messages, at least half of maxAckPending), the input stops fetching until a held agent moves again'),
   user: z.string().optional(),
   pass: z.string().optional(),
   token: z.string().optional(),

@@ -28,6 +28,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, type Logger } from '../shared/log.js';
 import { createRegistry, type Registry } from '../shared/metrics.js';
 import { FerryError, errorMessage } from '../shared/errors.js';
+import { redactText, redactUrls } from '../shared/redact.js';
 import { VERSION } from '../shared/version.js';
 import { AgentRegistry } from './agents.js';
 import { loadGatewayConfig, type GatewayConfig } from './config.js';
@@ -154,7 +155,7 @@ export class Gateway {
     if (this.#state !== 'new') throw new Error(`the gateway cannot start: it is ${this.#state}`);
     this.#state = 'starting';
     const c = this.config;
-    this.#log.info({ id: c.id, version: VERSION, kafka: c.kafka.brokers, delivery: c.kafka.delivery, nats: c.nats?.servers, http: c.http?.listen }, 'gateway starting');
+    this.#log.info({ id: c.id, version: VERSION, kafka: c.kafka.brokers, delivery: c.kafka.delivery, nats: c.nats && redactUrls(c.nats.servers), http: c.http?.listen }, 'gateway starting');
     try {
       try {
         await this.monitor.start();
@@ -170,8 +171,15 @@ export class Gateway {
       const reserved = reservedTopicsOf(c);
       if (c.nats) {
         const nats = c.nats;
-        this.#jetstream = await this.#startWithRetry('nats', `NATS at ${nats.servers.join(', ')} (nats.servers)`, () => {
-          const input = this.#factories.jetstream({ config: nats, sink, log: this.#rootLog, registry: this.#registry, onHeartbeat: (hb) => this.agents.record(hb, 'nats'), reserved });
+        this.#jetstream = await this.#startWithRetry('nats', `NATS at ${redactUrls(nats.servers).join(', ')} (nats.servers)`, () => {
+          const input = this.#factories.jetstream({
+            config: nats,
+            sink,
+            log: this.#rootLog,
+            registry: this.#registry,
+            onHeartbeat: (hb) => this.agents.record(hb, 'nats'),
+            reserved,
+          });
           return { component: input, start: () => input.start() };
         });
       }
@@ -186,7 +194,7 @@ export class Gateway {
         if (this.#abort.signal.aborted) await http.stop(Date.now() + 1000);
       }
     } catch (err) {
-      if (!this.#abort.signal.aborted) this.#log.error({ err: errorMessage(err) }, 'gateway cannot start');
+      if (!this.#abort.signal.aborted) this.#log.error({ err: redactText(errorMessage(err)) }, 'gateway cannot start');
       await this.stop(Date.now() + Math.min(5000, c.shutdownTimeoutMs));
       throw err;
     }
@@ -221,10 +229,10 @@ export class Gateway {
         await component.stop(Date.now() + 1000).catch(() => undefined);
         const left = giveUpAt - Date.now();
         if (left <= 0) {
-          throw new GatewayStartError(name, `cannot reach ${what} after ${timeoutMs / 1000} s (startupTimeoutMs): ${errorMessage(err)}`, { cause: err });
+          throw new GatewayStartError(name, `cannot reach ${what} after ${timeoutMs / 1000} s (startupTimeoutMs): ${redactText(errorMessage(err))}`, { cause: err });
         }
         const wait = Math.min(delay, left);
-        this.#log.warn({ part: name, attempt, retryInMs: wait, err: errorMessage(err) }, `cannot reach ${what}; retrying`);
+        this.#log.warn({ part: name, attempt, retryInMs: wait, err: redactText(errorMessage(err)) }, `cannot reach ${what}; retrying`);
         await sleep(wait, undefined, { signal: this.#abort.signal }).catch(() => undefined);
         delay = Math.min(delay * 2, MAX_START_RETRY_MS);
       }
@@ -345,7 +353,7 @@ export async function runGateway(file: string, opts: RunOptions = {}): Promise<n
         await gateway.stop();
         return 0;
       }
-      log.fatal({ err: errorMessage(err) }, 'gateway failed to start');
+      log.fatal({ err: redactText(errorMessage(err)) }, 'gateway failed to start');
       throw err;
     }
     await gateway.done;

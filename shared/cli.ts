@@ -5,6 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, ConfigReadError, FerryError, UsageError, errorMessage, type ConfigIssue } from './errors.js';
+import { redactUrl } from './redact.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -48,6 +49,8 @@ export function redact(value: unknown, key = ''): unknown {
   if (value !== null && typeof value === 'object') {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k)]));
   }
+  // Server URLs may carry `user:pass@`.
+  if (typeof value === 'string') return redactUrl(value);
   return value;
 }
 

@@ -1,138 +1,52 @@
 // JetStreamInput against a real nats-server (JetStream on), with a fake sink.
-import { describe, it, before, after, afterEach } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { startNats, waitFor, type NatsServer } from '../../../harness/index.js';
-import { gatewayConfigSchema, type GatewayConfig } from '../../../../gateway/config.js';
+import { AckPolicy, DiscardPolicy, RetentionPolicy } from '@nats-io/jetstream';
+import { waitFor } from '../../../harness/index.js';
 import { JetStreamInput } from '../../../../gateway/inputs/jetstream/input.js';
-import type { Sink, SinkChunk, SinkOutcome } from '../../../../gateway/sinks/sink.js';
 import { createRegistry } from '../../../../shared/metrics.js';
 import { silentLogger } from '../../../../shared/log.js';
 import { KafkaError } from '../../../../shared/errors.js';
 import type { Heartbeat } from '../../../../shared/protocol.js';
-import { encodeTestChunk } from '../sinks/fixtures.js';
+import { FakeSink, jetStreamFixture } from './fixtures.js';
 
-class FakeSink implements Sink {
-  readonly received: SinkChunk[] = [];
-  calls = 0;
-  decide: (c: SinkChunk, call: number) => SinkOutcome = () => ({ kind: 'ok', duplicate: false });
-  start(): Promise<void> {
-    return Promise.resolve();
-  }
-  send(chunks: readonly SinkChunk[]): Promise<SinkOutcome[]> {
-    const call = ++this.calls;
-    this.received.push(...chunks);
-    return Promise.resolve(chunks.map((c) => this.decide(c, call)));
-  }
-  stop(): Promise<void> {
-    return Promise.resolve();
-  }
-  health(): { ready: boolean; detail: string } {
-    return { ready: true, detail: 'fake' };
-  }
-  seqs(): number[] {
-    return this.received.map((c) => c.chunk.header.seq);
-  }
-}
-
-let nats: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let n = 0;
-const inputs: JetStreamInput[] = [];
-
-function natsConfig(overrides: Record<string, unknown> = {}): NonNullable<GatewayConfig['nats']> {
-  n++;
-  return gatewayConfigSchema.parse({
-    kafka: { brokers: ['127.0.0.1:1'] },
-    nats: {
-      servers: [nats.url],
-      stream: `S${n}`,
-      subjectPrefix: `chunks${n}`,
-      consumer: `c${n}`,
-      deadLetterSubject: `dead${n}`,
-      deadLetterStream: `DEAD${n}`,
-      heartbeatSubject: `hb${n}`,
-      ackWaitMs: 2000,
-      ...overrides,
-    },
-  }).nats!;
-}
-
-async function startInput(config: NonNullable<GatewayConfig['nats']>, sink: Sink, onHeartbeat?: (hb: Heartbeat) => void): Promise<JetStreamInput> {
-  const input = new JetStreamInput({ config, sink, log: silentLogger(), registry: createRegistry({ defaultMetrics: false }), ...(onHeartbeat ? { onHeartbeat } : {}) });
-  await input.start();
-  inputs.push(input);
-  return input;
-}
-
-async function publish(config: NonNullable<GatewayConfig['nats']>, seq: number, topic = 'logs', agentId = 'agent-1'): Promise<void> {
-  const buf = encodeTestChunk({ agentId, seq, topic, lines: [`line ${seq}`] });
-  await js.publish(`${config.subjectPrefix}.${agentId}`, buf, { msgID: `${agentId}/${seq}` });
-}
-
-async function pending(config: NonNullable<GatewayConfig['nats']>): Promise<number> {
-  return (await jsm.streams.info(config.stream)).state.messages;
-}
-
-async function deadLetters(config: NonNullable<GatewayConfig['nats']>): Promise<Array<{ reason: string; data: Uint8Array; msgId: string | undefined }>> {
-  const info = await jsm.streams.info(config.deadLetterStream);
-  const out = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-    const m = await jsm.streams.getMessage(config.deadLetterStream, { seq });
-    out.push({ reason: m!.header.get('Ferry-Dead-Reason'), data: m!.data, msgId: m!.header.get('Ferry-Dead-Msg-Id') || undefined });
-  }
-  return out;
-}
-
-before(async () => {
-  nats = await startNats();
-  nc = await connect({ servers: nats.url });
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-});
-
-afterEach(async () => {
-  for (const i of inputs.splice(0)) await i.stop(Date.now() + 3000);
-});
-
-after(async () => {
-  await nc?.close();
-  await nats?.stop();
-});
+const fx = jetStreamFixture();
+const natsConfig = fx.config.bind(fx);
+const startInput = fx.startInput.bind(fx);
+const publish = fx.publish.bind(fx);
+const pending = fx.pending.bind(fx);
+const deadLetters = fx.deadLetters.bind(fx);
 
 describe('JetStreamInput', () => {
   it('creates a work-queue stream that refuses new messages when full, and an explicit-ack durable consumer', async () => {
     const config = natsConfig({ maxBytes: 10_000_000, ackWaitMs: 5000, maxAckPending: 77 });
     await startInput(config, new FakeSink());
-    const stream = await jsm.streams.info(config.stream);
+    const stream = await fx.jsm.streams.info(config.stream);
     assert.deepEqual(stream.config.subjects, [`${config.subjectPrefix}.>`]);
     assert.equal(stream.config.retention, RetentionPolicy.Workqueue);
     assert.equal(stream.config.discard, DiscardPolicy.New);
     assert.equal(stream.config.max_bytes, 10_000_000);
-    const consumer = await jsm.consumers.info(config.stream, config.consumer);
+    const consumer = await fx.jsm.consumers.info(config.stream, config.consumer);
     assert.equal(consumer.config.ack_policy, AckPolicy.Explicit);
     assert.equal(consumer.config.max_ack_pending, 77);
     assert.equal(consumer.config.ack_wait, 5000 * 1_000_000);
-    assert.ok(await jsm.streams.info(config.deadLetterStream));
+    assert.ok(await fx.jsm.streams.info(config.deadLetterStream));
   });
 
   it('updates the safe settings of an existing consumer and stream instead of failing', async () => {
     const config = natsConfig();
     await startInput(config, new FakeSink());
-    await inputs.pop()!.stop(Date.now() + 3000);
+    await fx.stopLast();
     const changed = { ...config, maxAckPending: 12, duplicateWindowMs: 60_000 };
     await startInput(changed, new FakeSink());
-    assert.equal((await jsm.consumers.info(config.stream, config.consumer)).config.max_ack_pending, 12);
-    assert.equal((await jsm.streams.info(config.stream)).config.duplicate_window, 60_000 * 1_000_000);
+    assert.equal((await fx.jsm.consumers.info(config.stream, config.consumer)).config.max_ack_pending, 12);
+    assert.equal((await fx.jsm.streams.info(config.stream)).config.duplicate_window, 60_000 * 1_000_000);
   });
 
   it('refuses to start on an existing consumer whose ack policy is not explicit, saying what to do', async () => {
     const config = natsConfig();
-    await jsm.streams.add({ name: config.stream, subjects: [`${config.subjectPrefix}.>`] });
-    await jsm.consumers.add(config.stream, { durable_name: config.consumer, ack_policy: AckPolicy.None });
+    await fx.jsm.streams.add({ name: config.stream, subjects: [`${config.subjectPrefix}.>`] });
+    await fx.jsm.consumers.add(config.stream, { durable_name: config.consumer, ack_policy: AckPolicy.None });
     const input = new JetStreamInput({ config, sink: new FakeSink(), log: silentLogger(), registry: createRegistry({ defaultMetrics: false }) });
     await assert.rejects(input.start(), /ack_policy "none".*needs "explicit"/);
   });
@@ -154,8 +68,8 @@ describe('JetStreamInput', () => {
     const sink = new FakeSink();
     await startInput(config, sink);
     await publish(config, 1);
-    await js.publish(`${config.subjectPrefix}.agent-1`, Buffer.from('FRYC\x01garbage that is not a chunk'), { msgID: 'agent-1/2' });
-    await js.publish(`${config.subjectPrefix}.agent-1`, new Uint8Array(0), { msgID: 'agent-1/empty' });
+    await fx.js.publish(`${config.subjectPrefix}.agent-1`, Buffer.from('FRYC\x01garbage that is not a chunk'), { msgID: 'agent-1/2' });
+    await fx.js.publish(`${config.subjectPrefix}.agent-1`, new Uint8Array(0), { msgID: 'agent-1/empty' });
     await publish(config, 3);
     await waitFor(() => sink.received.length >= 2, 10_000, 'the good chunks at the sink');
     assert.deepEqual(sink.seqs(), [1, 3]);
@@ -167,22 +81,30 @@ describe('JetStreamInput', () => {
     await waitFor(async () => (await pending(config)) === 0, 10_000, 'the stream to be empty');
   });
 
-  it('refuses a chunk for a topic outside nats.allowTopics: dead-lettered, never sent to the sink', async () => {
+  it('holds a chunk for a topic outside nats.allowTopics (a setting): never sent to the sink nor dead-lettered, delivered once a restart allows it', async () => {
     const config = natsConfig({ allowTopics: ['app-*'] });
     const sink = new FakeSink();
-    await startInput(config, sink);
+    const first = await startInput(config, sink);
     await publish(config, 1, 'secret');
-    await publish(config, 2, 'app-logs');
-    await waitFor(() => sink.received.length >= 1, 10_000, 'the allowed chunk');
-    assert.deepEqual(sink.seqs(), [2]);
-    await waitFor(async () => (await deadLetters(config)).length === 1, 10_000, 'one dead letter');
-    assert.equal((await deadLetters(config))[0]!.reason, 'forbidden-topic');
+    await publish(config, 2, 'secret');
+    await publish(config, 1, 'app-logs', 'agent-2');
+    await waitFor(() => sink.received.length >= 1, 10_000, 'the other agent\'s allowed chunk');
+    assert.deepEqual(sink.received.map((c) => c.chunk.header.agentId), ['agent-2']);
+    await waitFor(() => /holding 1 agent\(s\).*agent-1 \(2 chunks.*nats\.allowTopics/.test(first.health().detail), 10_000, 'health to name the held agent');
+    assert.equal(first.health().ready, true, 'one held agent does not make the input unready');
+    assert.equal((await deadLetters(config)).length, 0);
+    await fx.stopLast();
+    const allowed = await startInput({ ...config, allowTopics: ['*'] }, sink);
+    await waitFor(() => sink.received.length >= 3, 10_000, 'the held chunks after the restart');
+    assert.deepEqual(sink.seqs('agent-1'), [1, 2], `in order: ${sink.received.map((c) => c.chunk.header.agentId + '/' + c.chunk.header.seq).join(',')}`);
+    await waitFor(async () => (await pending(config)) === 0, 10_000, 'the stream to be empty');
+    assert.doesNotMatch(allowed.health().detail, /holding/);
   });
 
-  it('dead-letters a chunk the sink answers fatal, and acks the others of the batch', async () => {
+  it('dead-letters a chunk the sink answers fatal for the chunk\'s own fault, and acks the others of the batch', async () => {
     const config = natsConfig();
     const sink = new FakeSink();
-    sink.decide = (c) => (c.chunk.header.seq === 2 ? { kind: 'fatal', fault: 'chunk', error: new KafkaError('topic gone', false) } : { kind: 'ok', duplicate: false });
+    sink.decide = (c) => (c.chunk.header.seq === 2 ? { kind: 'fatal', fault: 'chunk', error: new KafkaError('record too large', false) } : { kind: 'ok', duplicate: false });
     await startInput(config, sink);
     for (let s = 1; s <= 3; s++) await publish(config, s);
     await waitFor(async () => (await deadLetters(config)).length === 1, 10_000, 'one dead letter');
@@ -197,11 +119,11 @@ describe('JetStreamInput', () => {
     sink.decide = (c) => (refuse && c.chunk.header.seq >= 2 ? { kind: 'retry', error: new KafkaError('kafka down', true), retryAfterMs: 50 } : { kind: 'ok', duplicate: false });
     const input = await startInput(config, sink);
     for (let s = 1; s <= 3; s++) await publish(config, s);
-    await waitFor(() => sink.calls >= 4, 10_000, 'the sink to be asked again');
+    await waitFor(() => sink.calls.length >= 4, 10_000, 'the sink to be asked again');
     assert.match(input.health().detail, /holding/);
     // Meanwhile newer chunks wait in JetStream.
     for (let s = 4; s <= 5; s++) await publish(config, s);
-    await waitFor(() => sink.calls >= 6, 10_000, 'more retries');
+    await waitFor(() => sink.calls.length >= 6, 10_000, 'more retries');
     assert.ok(!sink.seqs().includes(4), 'nothing newer is sent while chunks are held');
     refuse = false;
     await waitFor(() => sink.seqs().includes(5), 10_000, 'the newer chunks after the held ones');
@@ -216,7 +138,7 @@ describe('JetStreamInput', () => {
     stuck.decide = () => ({ kind: 'retry', error: new KafkaError('down', true), retryAfterMs: 60_000 });
     const first = await startInput(config, stuck);
     await publish(config, 1);
-    await waitFor(() => stuck.calls >= 1, 10_000, 'the first input to hold the chunk');
+    await waitFor(() => stuck.calls.length >= 1, 10_000, 'the first input to hold the chunk');
     const stopStarted = Date.now();
     await first.stop(Date.now() + 2000);
     assert.ok(Date.now() - stopStarted < 5000, 'stop honours its deadline');
@@ -230,14 +152,14 @@ describe('JetStreamInput', () => {
   it('passes agents\' heartbeats to onHeartbeat and ignores ones that do not parse', async () => {
     const config = natsConfig();
     const beats: Heartbeat[] = [];
-    await startInput(config, new FakeSink(), (hb) => beats.push(hb));
+    await startInput(config, new FakeSink(), { onHeartbeat: (hb) => beats.push(hb) });
     const hb: Heartbeat = {
       v: 1, agentId: 'web-01', host: 'web-01', version: '0.1.0', sentAtMs: Date.now(), startedAtMs: Date.now(),
       spool: { chunks: 3, bytes: 100, oldestUnshippedAgeMs: 5, full: false }, lastShipAtMs: null, transport: 'nats', inputs: 1, files: 2,
     };
-    nc.publish(`${config.heartbeatSubject}.web-01`, 'not json');
-    nc.publish(`${config.heartbeatSubject}.web-01`, JSON.stringify({ v: 99 }));
-    nc.publish(`${config.heartbeatSubject}.web-01`, JSON.stringify(hb));
+    fx.nc.publish(`${config.heartbeatSubject}.web-01`, 'not json');
+    fx.nc.publish(`${config.heartbeatSubject}.web-01`, JSON.stringify({ v: 99 }));
+    fx.nc.publish(`${config.heartbeatSubject}.web-01`, JSON.stringify(hb));
     await waitFor(() => beats.length >= 1, 5000, 'a heartbeat');
     assert.equal(beats.length, 1);
     assert.equal(beats[0]!.agentId, 'web-01');
@@ -250,9 +172,9 @@ describe('JetStreamInput', () => {
     await publish(config, 1);
     await waitFor(() => sink.received.length >= 1, 10_000, 'the first chunk');
     assert.equal(input.health().ready, true);
-    await nats.kill();
+    await fx.nats.kill();
     await waitFor(() => !input.health().ready, 10_000, 'health to show the disconnection');
-    await nats.restart();
+    await fx.nats.restart();
     await waitFor(() => input.health().ready, 20_000, 'health to show the reconnection');
     // The test's own client reconnects too.
     await waitFor(async () => {
