@@ -7,13 +7,13 @@ import { gatewayConfigSchema } from '../../../gateway/config.js';
 import { agentConfigSchema } from '../../../agent/config.js';
 import { issuesOf } from './config-issues.js';
 
-const GATEWAY = 'kafka: {brokers: ["k:9092"]}\nnats: {servers: ["nats://n:4222"]}\nhttp: {}\n';
+const GATEWAY = 'kafka: {brokers: ["k:9092"]}\nnats: {servers: ["nats://n:4222"]}\nhttp: {allowAnonymous: true}\n';
 const AGENT = 'inputs: [{paths: ["/tmp/*.log"], topic: t}]\ntransport: {nats: {servers: ["nats://n:4222"]}}\n';
 
 describe('config durations', () => {
   it('refuses a timer duration above 2^31-1 ms (Node would fire it after 1 ms), naming the key', () => {
     assert.equal(MAX_TIMER_MS, 2 ** 31 - 1);
-    const yaml = `kafka: {brokers: ["k:9092"], lingerMs: 3000000000}\nhttp: {}\nshutdownTimeoutMs: ${2 ** 31}\n`;
+    const yaml = `kafka: {brokers: ["k:9092"], lingerMs: 3000000000}\nhttp: {allowAnonymous: true}\nshutdownTimeoutMs: ${2 ** 31}\n`;
     const gw = issuesOf(() => parseConfigText(gatewayConfigSchema, yaml));
     const byPath = new Map(gw.map((i) => [i.path, i.message]));
     assert.match(byPath.get('shutdownTimeoutMs') ?? '', /at most 2147483647 ms/);
@@ -28,12 +28,12 @@ describe('config durations', () => {
     assert.equal(c.shutdownTimeoutMs, MAX_TIMER_MS);
   });
 
-  it('keeps accepting long ages and retentions that are no timers (stream ages, retention, forget time)', () => {
+  it('keeps accepting long ages and retentions that are no timers (dead-letter age, duplicate window, retention, forget time)', () => {
     const day = 24 * 3600 * 1000;
     const c = parseConfigText(
       gatewayConfigSchema,
       'kafka: {brokers: ["k:9092"], committedRetentionMs: ' + 90 * day + '}\n' +
-        'nats: {servers: ["nats://n:4222"], maxAgeMs: ' + 90 * day + ', deadLetterMaxAgeMs: ' + 90 * day + ', duplicateWindowMs: ' + 30 * day + '}\n' +
+        'nats: {servers: ["nats://n:4222"], deadLetterMaxAgeMs: ' + 90 * day + ', duplicateWindowMs: ' + 30 * day + '}\n' +
         'monitor: {agentForgetAfterMs: ' + 60 * day + '}\n',
     );
     assert.equal(c.kafka.committedRetentionMs, 90 * day);

@@ -139,7 +139,7 @@ export class FakeKafka {
 }
 
 export function fakeSinkConfig(overrides: Record<string, unknown> = {}): GatewayConfig['kafka'] {
-  return gatewayConfigSchema.parse({ kafka: { brokers: ['fake:9092'], lingerMs: 0, ...overrides }, http: {} }).kafka;
+  return gatewayConfigSchema.parse({ kafka: { brokers: ['fake:9092'], lingerMs: 0, ...overrides }, http: { allowAnonymous: true } }).kafka;
 }
 
 /** A started sink on a fake Kafka. */
