@@ -13,8 +13,10 @@
  *   and their index entries (the chunk's wire size apart from its header), so that no number
  *   of empty lines makes a chunk larger. maxBytes may change (the transport announced another
  *   limit); it applies from the next record on.
+ * - A chunk holds at most MAX_RECORDS_PER_CHUNK records (the most a receiver decodes), so a
+ *   file of tiny or empty lines is cut by count before its bytes reach maxBytes.
  */
-import { recordEntryBytes, type RecordEntry } from '../../../shared/chunk/codec.js';
+import { MAX_RECORDS_PER_CHUNK, recordEntryBytes, type RecordEntry } from '../../../shared/chunk/codec.js';
 
 const INITIAL_CAPACITY = 16 * 1024;
 
@@ -60,11 +62,12 @@ export class ChunkBuilder {
 
   /** True when a record of `len` bytes at `fileOffset` can join the pending chunk without passing maxBytes. */
   fits(fileOffset: number, len: number): boolean {
-    return this.entries.length === 0 || this.encodedBytes + recordEntryBytes(fileOffset - this.lastEnd, len) + len <= this.maxBytes;
+    if (this.entries.length === 0) return true;
+    return this.entries.length < MAX_RECORDS_PER_CHUNK && this.encodedBytes + recordEntryBytes(fileOffset - this.lastEnd, len) + len <= this.maxBytes;
   }
 
   get full(): boolean {
-    return this.encodedBytes >= this.maxBytes;
+    return this.encodedBytes >= this.maxBytes || this.entries.length >= MAX_RECORDS_PER_CHUNK;
   }
 
   /** Adds `src[start, end)`, which lies at file offset `fileOffset`, and advances offsetEnd. */

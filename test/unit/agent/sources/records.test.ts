@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { scanRecords, type ScanOptions } from '../../../../agent/sources/tail/records.js';
 import { ChunkBuilder } from '../../../../agent/sources/tail/chunker.js';
 import { checkFingerprint, fingerprintLength, fingerprintOf } from '../../../../agent/sources/tail/fingerprint.js';
-import { RecordFlag, decodeChunk, encodeChunk } from '../../../../shared/chunk/codec.js';
+import { MAX_RECORDS_PER_CHUNK, RecordFlag, decodeChunk, encodeChunk } from '../../../../shared/chunk/codec.js';
 import { open, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '../../../harness/temp.js';
@@ -146,6 +146,21 @@ describe('chunk builder', () => {
     const encoded = encodeChunk(header, b.entries, b.data());
     assert.equal(encoded.length, 14 + Buffer.byteLength(JSON.stringify(header)) + b.encodedBytes);
     assert.ok(b.encodedBytes <= 1024);
+  });
+
+  it('cuts a chunk at MAX_RECORDS_PER_CHUNK records, the most a gateway decodes, however small the lines are', () => {
+    const b = new ChunkBuilder(8 * 1024 * 1024, 0);
+    const nl = Buffer.from('\n');
+    let offset = 0;
+    while (b.fits(offset, 0) && !b.full) {
+      b.add(nl, 0, 0, offset, 0, offset + 1, false, 1);
+      offset++;
+    }
+    assert.equal(b.entries.length, MAX_RECORDS_PER_CHUNK);
+    assert.ok(b.full);
+    assert.ok(b.encodedBytes < b.maxBytes, 'cut by count, not by bytes');
+    const header = { agentId: 'a', seq: 1, host: 'h', path: '/p', topic: 't', file: { dev: '1', ino: '2', fingerprint: '0:x' }, offsetStart: 0, offsetEnd: offset, lineCount: b.entries.length, readAtMs: 1 };
+    assert.equal(decodeChunk(encodeChunk(header, b.entries, b.data())).records.length, MAX_RECORDS_PER_CHUNK);
   });
 });
 
