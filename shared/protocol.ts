@@ -4,7 +4,9 @@
  *
  * NATS JetStream
  *   chunk:     publish to `<subjectPrefix>.<agentId>` (default `ferry.chunks.<agentId>`), payload =
- *              the encoded chunk (shared/chunk/codec.ts), header `Nats-Msg-Id: <agentId>/<seq>`.
+ *              the encoded chunk (shared/chunk/codec.ts), header
+ *              `Nats-Msg-Id: <agentId>/<seq>/<digest>` (chunkMsgId: the digest of the payload
+ *              makes the id one no other sender can take first; see there).
  *              Done when JetStream's PubAck arrives; the gateway consumes the stream.
  *   heartbeat: core NATS publish to `<heartbeatSubject>.<agentId>` (default
  *              `ferry.heartbeats.<agentId>`), payload = Heartbeat as JSON.
@@ -21,6 +23,7 @@
  *                        its agentId).
  *   Errors answer `{ "error": { "code": "FERRY_...", "message": "..." } }`.
  */
+import { createHash } from 'node:crypto';
 import { AGENT_ID_PATTERN } from './chunk/codec.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -35,6 +38,24 @@ export function chunkSubject(prefix: string, agentId: string): string {
 
 export function heartbeatSubject(prefix: string, agentId: string): string {
   return `${prefix}.${agentId}`;
+}
+
+/**
+ * The Nats-Msg-Id of a chunk: `<agentId>/<seq>/<digest>`, digest = the first 128 bits of the
+ * SHA-256 of the encoded chunk, base64url. JetStream deduplicates by this id across the whole
+ * stream within its duplicate window, and NATS permissions cannot restrict headers: with a
+ * plain `<agentId>/<seq>`, any sender could publish `victim/7` first and JetStream would drop
+ * the genuine chunk as a duplicate (and acknowledge it, so the victim deletes it). With the
+ * digest only a sender that already has the exact chunk bytes can name it. A resend carries the
+ * same bytes (the spool keeps them), so it keeps the same id and is still deduplicated.
+ */
+export function chunkMsgId(agentId: string, seq: number, payload: Uint8Array): string {
+  return `${agentId}/${seq}/${chunkDigest(payload)}`;
+}
+
+/** The digest part of chunkMsgId. */
+export function chunkDigest(payload: Uint8Array): string {
+  return createHash('sha256').update(payload).digest().subarray(0, 16).toString('base64url');
 }
 
 export interface Heartbeat {

@@ -13,6 +13,7 @@ import type { Sink, SinkChunk, SinkOutcome } from '../../gateway/sinks/sink.js';
 import { createRegistry, type Registry } from '../../shared/metrics.js';
 import { silentLogger } from '../../shared/log.js';
 import { encodeTestChunk, lineOffsets, makeLines, type ChunkSpec } from '../unit/gateway/sinks/fixtures.js';
+import { chunkDigest, chunkMsgId } from '../../shared/protocol.js';
 
 let kafka: KafkaBroker;
 let nats: NatsServer;
@@ -57,7 +58,9 @@ async function stopGateway(gw: Gateway): Promise<void> {
 
 async function publish(c: Config, spec: ChunkSpec): Promise<void> {
   const agentId = spec.agentId ?? 'agent-1';
-  await js.publish(`${c.nats!.subjectPrefix}.${agentId}`, encodeTestChunk(spec), { msgID: `${agentId}/${spec.seq}` });
+  const bytes = encodeTestChunk(spec);
+  // as the agent does (shared/protocol.ts chunkMsgId)
+  await js.publish(`${c.nats!.subjectPrefix}.${agentId}`, bytes, { msgID: chunkMsgId(agentId, spec.seq, bytes) });
 }
 
 /** `count` chunks of `lines` lines each from one file, consecutive. */
@@ -246,22 +249,25 @@ describe('JetStream to Kafka', () => {
     assert.doesNotMatch(gw.input.health().detail, /holding/);
   });
 
-  it('dead-letters a chunk agent evil publishes under agent victim\'s identity, and the genuine victim chunk still reaches Kafka (exactly-once)', async () => {
+  it('dead-letters a chunk agent evil publishes under agent victim\'s identity, and the genuine victim chunk published right after still reaches Kafka (exactly-once)', async () => {
     const topic = 'h-victim';
     await kafka.createTopic(topic);
-    const c = config({}, { duplicateWindowMs: 1000 });
+    // the default duplicate window (2 min): JetStream deduplicates Nats-Msg-Ids stream-wide in it
+    const c = config();
     await startGateway(c, 'gw-1');
     const forged: ChunkSpec = { agentId: 'victim', seq: 1, topic, lines: ['forged by evil'] };
+    const forgedBytes = encodeTestChunk(forged);
     const evil = `${c.nats!.subjectPrefix}.evil`;
-    // evil, on its own subject, claims victim/1: under its own Nats-Msg-Id, then under victim's.
-    await js.publish(evil, encodeTestChunk(forged), { msgID: 'evil/1' });
-    await js.publish(evil, encodeTestChunk(forged), { msgID: 'victim/1' });
-    await waitFor(async () => (await jsm.streams.info(c.nats!.deadLetterStream)).state.messages === 2, 20_000, 'both forgeries dead-lettered');
+    // evil, on its own subject, claims victim/1: under its own Nats-Msg-Id, under victim's plain
+    // chunk id, and under victim's id with a digest (of its own bytes: it cannot know victim's).
+    await js.publish(evil, forgedBytes, { msgID: 'evil/1' });
+    await js.publish(evil, forgedBytes, { msgID: 'victim/1' });
+    await js.publish(evil, forgedBytes, { msgID: `victim/1/${chunkDigest(forgedBytes)}` });
+    await waitFor(async () => (await jsm.streams.info(c.nats!.deadLetterStream)).state.messages === 3, 20_000, 'the forgeries dead-lettered');
     const dead = await jsm.streams.getMessage(c.nats!.deadLetterStream, { last_by_subj: c.nats!.deadLetterSubject });
     assert.equal(dead!.header.get('Ferry-Dead-Reason'), 'identity');
-    // JetStream's duplicate window is stream-wide by Nats-Msg-Id: inside it JetStream itself
-    // would drop the genuine victim/1. Past it, the gateway must not have committed the forged id.
-    await new Promise((r) => setTimeout(r, 1200));
+    // Inside the duplicate window: the genuine chunk's id carries the digest of its own bytes, so
+    // JetStream does not take it for one of the forgeries, and the gateway produces it.
     const genuine = fileChunks(topic, 1, 2, 20, 'victim');
     await publish(c, genuine[0]!);
     assertExactly(await kafka.readAll(topic, { expect: 2, timeoutMs: 30_000 }), genuine);

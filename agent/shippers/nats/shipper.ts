@@ -1,6 +1,7 @@
 /**
  * Ships chunks to NATS JetStream: `js.publish(<subjectPrefix>.<agentId>, chunk, { msgID:
- * agentId/seq })` and waits for the PubAck (shared/protocol.ts). The v3 client has no async
+ * agentId/seq/digest })` and waits for the PubAck (shared/protocol.ts chunkMsgId: the digest
+ * of the chunk's bytes keeps other senders from taking its id first). The v3 client has no async
  * publish API, so concurrency is the pump's window of publish promises.
  *
  * - Connects in the background and reconnects forever; a send while not connected answers
@@ -18,8 +19,7 @@ import { connect, errors as natsErrors, type NatsConnection, type NodeConnection
 import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from '../../../shared/log.js';
 import type { Registry } from '../../../shared/metrics.js';
-import { chunkId } from '../../../shared/chunk/codec.js';
-import { chunkSubject, heartbeatSubject, type Heartbeat } from '../../../shared/protocol.js';
+import { chunkMsgId, chunkSubject, heartbeatSubject, type Heartbeat } from '../../../shared/protocol.js';
 import { errorMessage } from '../../../shared/errors.js';
 import { backoffDelay } from '../../../shared/backoff.js';
 import type { SpooledChunk } from '../../spool/types.js';
@@ -220,7 +220,7 @@ export class NatsShipper implements Shipper {
       };
     }
     try {
-      await js.publish(this.subject, chunk.bytes, { msgID: chunkId(this.agentId, chunk.seq), timeout: this.cfg.publishTimeoutMs });
+      await js.publish(this.subject, chunk.bytes, { msgID: chunkMsgId(this.agentId, chunk.seq, chunk.bytes), timeout: this.cfg.publishTimeoutMs });
       if (this.publishIssue) {
         this.log.info({ subject: this.subject, was: this.publishIssue.reason }, 'JetStream accepts chunks again');
         this.publishIssue = null;

@@ -14,7 +14,7 @@
  *   its agent is held (see below)                kept behind the agent's held chunk, in order
  *   does not decode (shared/chunk/codec.ts)      dead-letter `malformed`
  *   identity (identity.ts): the subject's agent id must be `header.agentId` and the Nats-Msg-Id
- *   the chunk id `agentId/seq`                   dead-letter `identity`
+ *   the chunk id `agentId/seq/<digest>` (or `agentId/seq`)  dead-letter `identity`
  *   reserved topic (kafka.committedTopic, `__*`, `_*`: gateway/topics.ts `reserved`)
  *                                                dead-letter `internal-topic` (hostile)
  *   topic outside `nats.allowTopics`             its agent is held (a setting: the operator may
@@ -463,7 +463,7 @@ export class JetStreamInput {
       await this.deadLetter(msg, 'malformed', errorMessage(err), { ...fields(msg), bytes: msg.data.length });
       return undefined;
     }
-    const problem = chunkIdentityProblem(c.subjectPrefix, msg.subject, msgId(msg), chunk.header);
+    const problem = chunkIdentityProblem(c.subjectPrefix, msg.subject, msgId(msg), chunk.header, msg.data);
     if (problem !== undefined) {
       await this.deadLetter(msg, 'identity', `identity mismatch: ${problem}`, fields(msg, chunk));
       return undefined;

@@ -11,6 +11,7 @@ import type { Sink, SinkChunk, SinkOutcome } from '../../../../gateway/sinks/sin
 import { createRegistry, type Registry } from '../../../../shared/metrics.js';
 import { silentLogger, type Logger } from '../../../../shared/log.js';
 import { encodeTestChunk } from '../sinks/fixtures.js';
+import { chunkMsgId } from '../../../../shared/protocol.js';
 
 export type NatsConfig = NonNullable<GatewayConfig['nats']>;
 
@@ -138,7 +139,7 @@ export function jetStreamFixture(): JetStreamFixture {
     },
     async publish(config, seq, topic = 'logs', agentId = 'agent-1', lines = [`line ${seq}`]) {
       const buf = encodeTestChunk({ agentId, seq, topic, lines });
-      await f.js.publish(`${config.subjectPrefix}.${agentId}`, buf, { msgID: `${agentId}/${seq}` });
+      await f.js.publish(`${config.subjectPrefix}.${agentId}`, buf, { msgID: chunkMsgId(agentId, seq, buf) });
     },
     async pending(config) {
       return (await f.jsm.streams.info(config.stream)).state.messages;

@@ -2,6 +2,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chunkIdentityProblem, heartbeatIdentityOk, subjectAgentId } from '../../../../gateway/inputs/jetstream/identity.js';
+import { chunkDigest, chunkMsgId } from '../../../../shared/protocol.js';
+
+const BYTES = Buffer.from('the encoded chunk');
 
 describe('JetStream identity', () => {
   it('reads the agent id a subject names after the prefix, and none from other subjects', () => {
@@ -12,23 +15,31 @@ describe('JetStream identity', () => {
     assert.equal(subjectAgentId('ferry.chunks', 'other.web'), undefined);
   });
 
-  it('accepts a chunk whose header agent is the subject agent and whose Nats-Msg-Id is agentId/seq', () => {
-    assert.equal(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.victim', 'victim/7', { agentId: 'victim', seq: 7 }), undefined);
+  it('accepts a chunk whose header agent is the subject agent and whose Nats-Msg-Id is agentId/seq/<digest of its bytes>, or agentId/seq', () => {
+    assert.equal(chunkMsgId('victim', 7, BYTES), `victim/7/${chunkDigest(BYTES)}`);
+    assert.equal(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.victim', chunkMsgId('victim', 7, BYTES), { agentId: 'victim', seq: 7 }, BYTES), undefined);
+    assert.equal(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.victim', 'victim/7', { agentId: 'victim', seq: 7 }, BYTES), undefined);
+  });
+
+  it('refuses a Nats-Msg-Id whose digest is not that of the chunk\'s bytes', () => {
+    const other = chunkMsgId('victim', 7, Buffer.from('other bytes'));
+    assert.match(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.victim', other, { agentId: 'victim', seq: 7 }, BYTES) ?? '', /does not carry the digest of the chunk's bytes/);
+    assert.match(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.victim', 'victim/7/', { agentId: 'victim', seq: 7 }, BYTES) ?? '', /does not carry the digest/);
   });
 
   it('refuses a chunk published on another agent\'s subject than its header claims', () => {
-    const problem = chunkIdentityProblem('ferry.chunks', 'ferry.chunks.evil', 'victim/7', { agentId: 'victim', seq: 7 });
+    const problem = chunkIdentityProblem('ferry.chunks', 'ferry.chunks.evil', 'victim/7', { agentId: 'victim', seq: 7 }, BYTES);
     assert.match(problem ?? '', /claims agent "victim" but was published on "ferry.chunks.evil"/);
   });
 
   it('refuses a chunk whose Nats-Msg-Id is not its chunk id, or that has none', () => {
-    assert.match(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.evil', 'victim/7', { agentId: 'evil', seq: 7 }) ?? '', /Nats-Msg-Id "victim\/7" is not the chunk id "evil\/7"/);
-    assert.match(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.evil', 'evil/8', { agentId: 'evil', seq: 7 }) ?? '', /not the chunk id "evil\/7"/);
-    assert.match(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.evil', undefined, { agentId: 'evil', seq: 7 }) ?? '', /Nats-Msg-Id \(none\)/);
+    assert.match(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.evil', 'victim/7', { agentId: 'evil', seq: 7 }, BYTES) ?? '', /Nats-Msg-Id "victim\/7" is not the chunk id "evil\/7"/);
+    assert.match(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.evil', 'evil/8', { agentId: 'evil', seq: 7 }, BYTES) ?? '', /not the chunk id "evil\/7"/);
+    assert.match(chunkIdentityProblem('ferry.chunks', 'ferry.chunks.evil', undefined, { agentId: 'evil', seq: 7 }, BYTES) ?? '', /Nats-Msg-Id \(none\)/);
   });
 
   it('caps the claimed values it quotes', () => {
-    const problem = chunkIdentityProblem('p', 'p.a', 'x'.repeat(10_000), { agentId: 'a', seq: 1 }) ?? '';
+    const problem = chunkIdentityProblem('p', 'p.a', 'x'.repeat(10_000), { agentId: 'a', seq: 1 }, BYTES) ?? '';
     assert.ok(problem.length < 400, `quoted ${problem.length} chars`);
   });
 
