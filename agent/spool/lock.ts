@@ -45,25 +45,40 @@ export function recordedPid(dataDir: string): number | null {
   }
 }
 
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+function lockedError(dataDir: string, file: string, cause: unknown): SpoolLockedError {
+  const pid = recordedPid(dataDir);
+  return new SpoolLockedError(
+    `${dataDir} is in use by another ferry-agent (${pid !== null ? `pid ${pid}` : 'pid unknown'}; it holds the lock on ${file}); ` +
+      'two agents cannot share a spool: stop the other one or give this one another dataDir',
+    { cause },
+  );
+}
+
 /**
  * Takes the data directory's lock or throws SpoolLockedError (FERRY_SPOOL_LOCKED) naming the
  * directory and, when it is recorded, the holder's pid. The data directory must exist.
  */
 export function lockDataDir(dataDir: string, timeoutMs = ACQUIRE_TIMEOUT_MS): DataDirLock {
   const file = join(dataDir, LOCK_FILE);
-  const db: Database = new BetterSqlite3(file, { timeout: timeoutMs });
-  try {
-    db.pragma('locking_mode = EXCLUSIVE');
-    db.exec('BEGIN EXCLUSIVE');
-  } catch (err) {
-    db.close();
-    if (!isBusy(err)) throw err;
-    const pid = recordedPid(dataDir);
-    throw new SpoolLockedError(
-      `${dataDir} is in use by another ferry-agent (${pid !== null ? `pid ${pid}` : 'pid unknown'}; it holds the lock on ${file}); ` +
-        'two agents cannot share a spool: stop the other one or give this one another dataDir',
-      { cause: err },
-    );
+  const giveUpAt = Date.now() + timeoutMs;
+  let db: Database;
+  for (;;) {
+    // No busy handler: two agents that both hold SQLite's shared lock while each waits to upgrade
+    // it would wait for each other until both time out. Each failed try closes its connection
+    // (dropping its shared lock) and tries again after a random pause, so one of them wins.
+    db = new BetterSqlite3(file, { timeout: 0 });
+    try {
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.exec('BEGIN EXCLUSIVE');
+      break;
+    } catch (err) {
+      db.close();
+      if (!isBusy(err)) throw err;
+      if (Date.now() >= giveUpAt) throw lockedError(dataDir, file, err);
+      Atomics.wait(PAUSE, 0, 0, 10 + Math.floor(Math.random() * 40));
+    }
   }
   const pidFile = join(dataDir, PID_FILE);
   try {

@@ -17,7 +17,7 @@ import type { GatewayConfig } from '../config.js';
 import { natsConnectOptions } from '../inputs/jetstream/connect.js';
 import { NATS_SOURCE } from '../inputs/jetstream/input.js';
 import { createKafkaSink } from '../sinks/kafka/sink.js';
-import { TopicPolicy } from '../topics.js';
+import { TopicPolicy, reservedTopicsOf } from '../topics.js';
 import { createLogger } from '../../shared/log.js';
 import { createRegistry } from '../../shared/metrics.js';
 import { ConfigError, KafkaError, TransportError, errorMessage } from '../../shared/errors.js';
@@ -86,7 +86,7 @@ async function replay(
       } catch (err) {
         throw new KafkaError(`cannot reach Kafka at ${config.kafka.brokers.join(', ')} (kafka.brokers): ${errorMessage(err)}`, true, { cause: err });
       }
-      await replayDeadLetters(args.seqs, { source, sink, policy: new TopicPolicy(nats.allowTopics), sourceName: NATS_SOURCE, retryForMs: config.kafka.requestTimeoutMs, onResult });
+      await replayDeadLetters(args.seqs, { source, sink, policy: new TopicPolicy(nats.allowTopics, reservedTopicsOf(config)), sourceName: NATS_SOURCE, retryForMs: config.kafka.requestTimeoutMs, onResult });
     } else if (args.seqs !== 'all') {
       for (const seq of args.seqs) onResult({ seq, msgId: null, topic: null, outcome: 'missing', detail: `the dead-letter stream ${nats.deadLetterStream} does not exist (nats.deadLetterStream)` });
     }

@@ -2,11 +2,12 @@
  * One dead letter as the operator sees it. The JetStream input (inputs/jetstream/input.ts,
  * `deadLetter()`) republishes a chunk it cannot deliver to `deadLetterSubject` with the
  * original payload and these headers:
- *   Ferry-Dead-Reason      malformed | forbidden-topic | refused
+ *   Ferry-Dead-Reason      malformed | identity | internal-topic | max-deliveries | refused
+ *                          (forbidden-topic from gateways before holds)
  *   Ferry-Dead-Error       the error text (one line, at most 1000 characters)
  *   Ferry-Dead-Subject     the chunk's subject (`<subjectPrefix>.<agentId>`)
  *   Ferry-Dead-Stream      the chunk stream, and Ferry-Dead-Stream-Seq its sequence there
- *   Ferry-Dead-Msg-Id      the chunk's Nats-Msg-Id (`agentId/seq`), when it had one
+ *   Ferry-Dead-Msg-Id      the chunk's Nats-Msg-Id (`agentId/seq/<digest>`), when it had one
  * describeDeadLetter() turns such a stored message into a DeadLetter (and the decoded chunk,
  * when it decodes). It never throws: a payload that does not decode is described as not
  * replayable, with the decoder's error; missing headers are null.
@@ -53,11 +54,12 @@ function header(h: MsgHdrs | undefined, name: string): string | null {
   return v ? v : null;
 }
 
+/** `agentId/seq` or `agentId/seq/<digest>` (agent ids hold no '/'). */
 function parseMsgId(id: string | null): { agentId: string | null; chunkSeq: number | null } {
-  const slash = id?.lastIndexOf('/') ?? -1;
-  if (id === null || slash <= 0) return { agentId: null, chunkSeq: null };
-  const seq = Number(id.slice(slash + 1));
-  return { agentId: id.slice(0, slash), chunkSeq: Number.isSafeInteger(seq) ? seq : null };
+  const [agentId, seqText] = id?.split('/') ?? [];
+  if (!agentId || seqText === undefined) return { agentId: null, chunkSeq: null };
+  const seq = Number(seqText);
+  return { agentId, chunkSeq: Number.isSafeInteger(seq) ? seq : null };
 }
 
 export function describeDeadLetter(m: DeadLetterMessage): { deadLetter: DeadLetter; chunk: DecodedChunk | undefined } {
@@ -88,7 +90,9 @@ export function describeDeadLetter(m: DeadLetterMessage): { deadLetter: DeadLett
       lines: chunk?.records.length ?? null,
       originalStream: header(m.headers, 'Ferry-Dead-Stream'),
       originalSeq: Number.isSafeInteger(originalSeq) ? originalSeq : null,
-      replayable: chunk !== undefined,
+      // a forgery is never produced: replayed, it would land (and be committed) under the id of
+      // the agent it impersonates
+      replayable: chunk !== undefined && header(m.headers, 'Ferry-Dead-Reason') !== 'identity',
       decodeError,
     },
   };

@@ -16,7 +16,9 @@
  *   retry           sent again (backoff) until `retryForMs` has passed, then kept
  *   fatal           kept, with the sink's error
  *   does not decode kept: it cannot be replayed (the bytes are not a chunk)
- *   topic forbidden kept: `nats.allowTopics` still refuses its topic
+ *   identity        kept: a chunk dead-lettered for claiming another agent's identity is never
+ *                   replayed (it would be produced and committed under that agent's id)
+ *   topic forbidden kept: `nats.allowTopics` (or a reserved topic) still refuses its topic
  *   no such seq     `missing`
  * Exactly-once holds as for the gateway: the sink commits the chunk and its id in one
  * transaction, so replaying a dead letter twice (a removal that failed, a copy) produces it
@@ -78,6 +80,10 @@ class Replayer {
     const { deadLetter: dl, chunk } = describeDeadLetter(m);
     if (!chunk) {
       this.o.onResult(result(dl, 'kept', `cannot be replayed: the payload is not a chunk (${dl.decodeError ?? 'does not decode'})`));
+      return undefined;
+    }
+    if (!dl.replayable) {
+      this.o.onResult(result(dl, 'kept', 'cannot be replayed: it claims another agent\'s identity (replayed, it would be produced and committed under that agent\'s id)'));
       return undefined;
     }
     if (!this.o.policy.allows(chunk.header.topic)) {

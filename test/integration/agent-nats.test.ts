@@ -11,6 +11,7 @@ import { Spool } from '../../agent/spool/spool.js';
 import { Pump } from '../../agent/shippers/pump.js';
 import { NatsShipper } from '../../agent/shippers/nats/shipper.js';
 import { agentConfigSchema } from '../../agent/config.js';
+import { chunkMsgId } from '../../shared/protocol.js';
 import { decodeChunk } from '../../shared/chunk/codec.js';
 import { silentLogger } from '../../shared/log.js';
 import { createRegistry } from '../../shared/metrics.js';
@@ -70,14 +71,14 @@ function parts(url: string, agentId: string, subjectPrefix?: string): Parts {
 }
 
 /** Every message of a stream, in stream order, with its Nats-Msg-Id and decoded chunk seq. */
-async function streamMessages(jsm: JetStreamManager, stream: string): Promise<Array<{ msgId: string | undefined; seq: number; lines: string[] }>> {
+async function streamMessages(jsm: JetStreamManager, stream: string): Promise<Array<{ msgId: string | undefined; seq: number; lines: string[]; data: Uint8Array }>> {
   const info = await jsm.streams.info(stream);
-  const out: Array<{ msgId: string | undefined; seq: number; lines: string[] }> = [];
+  const out: Array<{ msgId: string | undefined; seq: number; lines: string[]; data: Uint8Array }> = [];
   for (let s = info.state.first_seq; s <= info.state.last_seq && info.state.messages > 0; s++) {
     const m = await jsm.streams.getMessage(stream, { seq: s });
     if (!m) continue;
     const chunk = decodeChunk(m.data);
-    out.push({ msgId: m.header?.get('Nats-Msg-Id'), seq: chunk.header.seq, lines: chunk.records.map((r) => r.value.toString()) });
+    out.push({ msgId: m.header?.get('Nats-Msg-Id'), seq: chunk.header.seq, lines: chunk.records.map((r) => r.value.toString()), data: m.data });
   }
   return out;
 }
@@ -99,7 +100,7 @@ describe('NATS JetStream shipping', () => {
     await nats?.stop();
   });
 
-  it('publishes spooled chunks with msg id agentId/seq in seq order and deletes them from the spool once acked', async () => {
+  it('publishes spooled chunks with msg id agentId/seq/<digest of the chunk> in seq order and deletes them from the spool once acked', async () => {
     const p = parts(nats.url, 'web-01');
     try {
       for (let i = 0; i < 30; i++) p.append(5);
@@ -109,7 +110,7 @@ describe('NATS JetStream shipping', () => {
       const msgs = (await streamMessages(jsm, 'FERRY_CHUNKS')).filter((m) => m.msgId?.startsWith('web-01/'));
       assert.equal(msgs.length, 30);
       assert.deepEqual(msgs.map((m) => m.seq), Array.from({ length: 30 }, (_, i) => i + 1));
-      assert.deepEqual(msgs.map((m) => m.msgId), msgs.map((m) => `web-01/${m.seq}`));
+      assert.deepEqual(msgs.map((m) => m.msgId), msgs.map((m) => chunkMsgId('web-01', m.seq, m.data)));
       assert.equal(msgs[0]!.lines[0], 'web-01 line 1');
       assert.equal(msgs[29]!.lines[4], 'web-01 line 150');
       assert.equal(p.shipper.health().state, 'connected');

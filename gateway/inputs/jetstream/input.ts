@@ -59,9 +59,8 @@
  * The connection reconnects forever; health() reflects it. Server URLs are redacted
  * (shared/redact.ts) in every log line, error and health detail.
  */
-import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, headers as natsHeaders, nkeyAuthenticator } from '@nats-io/transport-node';
-import type { NatsConnection, NodeConnectionOptions, Subscription } from '@nats-io/transport-node';
+import { connect, headers as natsHeaders } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Registry } from 'prom-client';
@@ -73,6 +72,7 @@ import { TransportError, errorMessage } from '../../../shared/errors.js';
 import { redactText, redactUrl, redactUrls } from '../../../shared/redact.js';
 import { TopicPolicy, type ReservedTopics } from '../../topics.js';
 import { ensureJetStream, type JetStreamConfig } from './setup.js';
+import { natsConnectOptions } from './connect.js';
 import { chunkIdentityProblem, heartbeatIdentityOk, subjectAgentId } from './identity.js';
 import { Leases } from './leases.js';
 import { HeldAgents } from './held.js';
@@ -165,35 +165,11 @@ export class JetStreamInput {
     this.held = new HeldAgents({ maxMs: opts.config.holdRetryMaxMs, size: (m) => m.data.length });
   }
 
-  private connectOptions(): NodeConnectionOptions {
-    const c = this.config;
-    const o: NodeConnectionOptions = {
-      servers: [...c.servers],
-      name: 'ferry-gateway',
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 1000,
-      timeout: 10_000,
-    };
-    if (c.user !== undefined) o.user = c.user;
-    if (c.pass !== undefined) o.pass = c.pass;
-    if (c.token !== undefined) o.token = c.token;
-    if (c.credsFile) o.authenticator = credsAuthenticator(readFileSync(c.credsFile));
-    else if (c.nkeySeedFile) o.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(c.nkeySeedFile, 'utf8').trim()));
-    if (c.tls) {
-      o.tls = {
-        ...(c.tls.caFile ? { caFile: c.tls.caFile } : {}),
-        ...(c.tls.certFile ? { certFile: c.tls.certFile } : {}),
-        ...(c.tls.keyFile ? { keyFile: c.tls.keyFile } : {}),
-      };
-    }
-    return o;
-  }
-
   async start(): Promise<void> {
     const c = this.config;
     const servers = redactUrls(c.servers);
     try {
-      this.nc = await connect(this.connectOptions());
+      this.nc = await connect(natsConnectOptions(this.config));
     } catch (err) {
       throw new TransportError(`cannot connect to NATS at ${servers.join(', ')} (nats.servers): ${redactText(errorMessage(err))}`, { cause: err });
     }

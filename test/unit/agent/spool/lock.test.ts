@@ -2,6 +2,8 @@
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { lockDataDir, lockHeld, recordedPid, PID_FILE, type DataDirLock } from '../../../../agent/spool/lock.js';
 import { SpoolLockedError } from '../../../../shared/errors.js';
@@ -32,5 +34,28 @@ describe('agent data dir lock', () => {
     assert.equal(existsSync(join(d.path, PID_FILE)), false, 'the pid file goes with the lock');
     locks.push(lockDataDir(d.path));
     assert.equal(lockHeld(d.path), true);
+  });
+  it('gives the lock to exactly one of two processes that ask for it at the same instant, over and over', async () => {
+    const lockModule = fileURLToPath(new URL('../../../../agent/spool/lock.js', import.meta.url));
+    // each child waits for the same wall-clock instant, asks once, holds what it got for longer than the other one waits
+    const child = (dir: string, at: number): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const code = `const { lockDataDir } = await import(${JSON.stringify(lockModule)});
+          while (Date.now() < ${at});
+          try { const l = lockDataDir(${JSON.stringify(dir)}, 200); process.stdout.write('won'); setTimeout(() => l.release(), 500); }
+          catch (e) { process.stdout.write(e.code ?? String(e)); }`;
+        const p = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+        p.on('error', reject);
+        p.on('exit', () => resolve(out));
+      });
+    for (let round = 0; round < 20; round++) {
+      const d = tempDir('lock-race');
+      dirs.push(d);
+      const at = Date.now() + 250;
+      const outcomes = (await Promise.all([child(d.path, at), child(d.path, at)])).sort();
+      assert.deepEqual(outcomes, ['FERRY_SPOOL_LOCKED', 'won'], `round ${round}`);
+    }
   });
 });

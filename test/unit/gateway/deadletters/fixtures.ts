@@ -3,9 +3,9 @@
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
 export interface DeadLetterSpec {
-  reason: 'malformed' | 'forbidden-topic' | 'refused';
+  reason: 'malformed' | 'identity' | 'internal-topic' | 'max-deliveries' | 'refused' | 'forbidden-topic';
   error: string;
-  /** the original Nats-Msg-Id, `agentId/seq` */
+  /** the original Nats-Msg-Id, `agentId/seq[/digest]` */
   msgId?: string;
   subject?: string;
   stream?: string;

@@ -189,6 +189,18 @@ describe('dead-letter replay', () => {
     assert.deepEqual(sink.sent, []);
   });
 
+  it('never replays a chunk dead-lettered for claiming another agent\'s identity, and lists it as not replayable', async () => {
+    const stream = new FakeStream();
+    stream.add(1, chunk(1), { reason: 'identity', error: 'the chunk claims agent "agent-1" but was published on "ferry.chunks.evil"', msgId: 'agent-1/1/AAAAAAAAAAAAAAAAAAAAAA' });
+    const sink = new FakeSink();
+    const results = await replay(stream, sink, 'all');
+    assert.equal(results[0]!.outcome, 'kept');
+    assert.match(results[0]!.detail!, /cannot be replayed: it claims another agent's identity/);
+    assert.equal(results[0]!.msgId, 'agent-1/1/AAAAAAAAAAAAAAAAAAAAAA');
+    assert.deepEqual(sink.sent, []);
+    assert.equal(stream.messages.size, 1);
+  });
+
   it('reports a sequence that is not in the stream as missing', async () => {
     const stream = new FakeStream();
     stream.add(1, chunk(1), { reason: 'refused', error: 'x', msgId: 'agent-1/1' });

@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { silentLogger } from '../../../../shared/log.js';
 import { createRegistry } from '../../../../shared/metrics.js';
 import { CHUNK_CONTENT_TYPE } from '../../../../shared/chunk/codec.js';
-import { KafkaError } from '../../../../shared/errors.js';
+import { KafkaError, StreamUnsafeError } from '../../../../shared/errors.js';
 import { parseHeartbeat } from '../../../../shared/protocol.js';
 import { gatewayConfigSchema } from '../../../../gateway/config.js';
 import { Gateway, GatewayStartError, type Component, type GatewayFactories } from '../../../../gateway/run.js';
@@ -133,6 +133,30 @@ describe('Gateway (run.ts) with fake sink and JetStream input', () => {
     });
     assert.equal(gw.state, 'stopped');
     assert.equal(gw.monitor.app.server.listening, false);
+  });
+
+  it('refuses at once, without retrying for startupTimeoutMs, a chunk stream whose settings would lose chunks', async () => {
+    const h = harness();
+    let starts = 0;
+    const jetstream = h.factories.jetstream.bind(h.factories);
+    h.factories.jetstream = (opts) => {
+      const input = jetstream(opts);
+      input.start = () => {
+        starts++;
+        return Promise.reject(new StreamUnsafeError('FERRY_CHUNKS', [{ setting: 'max_age', have: '1h', why: 'deletes acknowledged chunks', fix: 'nats stream edit FERRY_CHUNKS --max-age=0' }]));
+      };
+      return input;
+    };
+    const gw = new Gateway(config({ startupTimeoutMs: 60_000, nats: { servers: ['nats://127.0.0.1:1'] } }), { log: silentLogger(), registry: createRegistry({ defaultMetrics: false }), factories: h.factories, startRetryMs: 50 });
+    await assert.rejects(gw.start(), (err: unknown) => {
+      assert.ok(err instanceof GatewayStartError);
+      assert.equal(err.part, 'nats');
+      assert.match(err.message, /FERRY_CHUNKS.*max_age.*nats stream edit FERRY_CHUNKS --max-age=0/);
+      assert.doesNotMatch(err.message, /cannot reach/);
+      return true;
+    });
+    assert.equal(starts, 1);
+    assert.equal(gw.state, 'stopped');
   });
 
   it('refuses to start when http.listen cannot be bound', async () => {
