@@ -15,8 +15,10 @@
  * - Byte and chunk totals are kept in memory (loaded once at open), not counted per append.
  * - Acknowledged chunks are deleted in one statement per batch; freed pages are given back to
  *   the file system by `incremental_vacuum` (auto_vacuum=INCREMENTAL is set before the tables
- *   are created) followed by `wal_checkpoint(TRUNCATE)`, so the WAL gives its space back too:
- *   when the spool is drained, every VACUUM_AFTER_BYTES freed, and after every ack while full.
+ *   are created): when the spool is drained, every VACUUM_AFTER_BYTES freed, and after every
+ *   ack while full. The WAL gives its space back too (`wal_checkpoint(TRUNCATE)`) when that
+ *   space is wanted: while full, when free space is short of four times the WAL, or when the
+ *   spool drained and left a WAL of the autocheckpoint size (otherwise it is reused in place).
  *   Under disk pressure the vacuum goes in steps no larger than half the free space (moving
  *   pages writes them to the WAL first), so reclaiming never needs more room than there is.
  *
@@ -140,6 +142,8 @@ const WAL_AUTOCHECKPOINT_PAGES = 16384;
 /** After a write failed with a full disk, the spool takes chunks again once the reserve plus this many failed writes' size is free. */
 const DISK_FULL_CLEAR_FACTOR = 2;
 const DEFAULT_DISK_CHECK_MS = 1000;
+/** A drained spool truncates a WAL that reached the autocheckpoint size (64 MiB) even with room to spare. */
+const WAL_TRUNCATE_DRAINED_BYTES = WAL_AUTOCHECKPOINT_PAGES * 4096;
 
 function rowToState(r: FileRow): FileState {
   const s: FileState = {
@@ -634,24 +638,40 @@ export class Spool implements SpoolReader {
   }
 
   /**
+   * Whether the WAL's space is wanted back now (a TRUNCATE checkpoint fsyncs and rewrites the
+   * pages, too costly after every ack): the spool is full or the disk was, the filesystem is
+   * short of room for the WAL, or the spool has drained and left a large WAL behind. Otherwise
+   * the autocheckpoint reuses the WAL in place, and its size counts against the cap.
+   */
+  private walWanted(): boolean {
+    if (this.fullReason !== null || this.diskFull !== undefined) return true;
+    if (this.freeBytes !== null && this.freeBytes < this.minFreeBytes + 4 * this.walBytes) return true;
+    return this.totalChunks === 0 && this.walBytes >= WAL_TRUNCATE_DRAINED_BYTES;
+  }
+
+  /**
    * Gives space back: deleted pages to the filesystem (incremental_vacuum, in steps no larger
-   * than half the free space while the spool holds chunks) and the WAL (checkpoint TRUNCATE).
+   * than half the free space while the spool holds chunks) and, when walWanted(), the WAL
+   * (checkpoint TRUNCATE; it is also what lets the vacuumed file shrink at once).
    * A full disk here only leaves the spool marked full; the next ack or check tries again.
    */
   private reclaim(vacuum: boolean): void {
     try {
+      this.refreshDisk();
+      const truncate = this.walWanted();
       for (let step = 0; vacuum && step < 32; step++) {
         const free = this.st.freelist.get() ?? 0;
         const room = this.totalChunks === 0 || this.freeBytes === null ? free : Math.floor(this.freeBytes / 2 / this.pageSize);
         const n = Math.min(free, room);
         if (n <= 0) break;
         this.db.pragma(`incremental_vacuum(${n})`);
+        if (!truncate) break;
         this.db.pragma('wal_checkpoint(TRUNCATE)');
         this.refreshDisk();
         if (n === free) break;
       }
       this.freedSinceVacuum = 0;
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      if (truncate) this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (err) {
       if (!isDiskFull(err)) this.log.warn({ err }, 'giving deleted space back to the filesystem failed; retried later');
       else this.diskFull ??= { needBytes: 64 * 1024 };

@@ -125,17 +125,34 @@ describe('agent spool on a filling disk', () => {
     assert.equal(s.isFull(), false);
   });
 
-  it('gives the WAL and the deleted pages back to the filesystem when acks drain it', () => {
+  it('gives the WAL and the deleted pages back to the filesystem when acks drain it and the filesystem is short of room', () => {
     const s = open();
     const seqs: number[] = [];
     for (let i = 0; i < 80; i++) seqs.push(s.append(draft(i * 65537), state((i + 1) * 65537)));
-    const file = join(spools.length ? dirs.at(-1)!.path : '', 'data', SPOOL_FILE);
+    const file = join(dirs.at(-1)!.path, 'data', SPOOL_FILE);
     const walBefore = statSync(`${file}-wal`).size;
     assert.ok(walBefore > 4 * MiB, `the WAL holds the chunks (${walBefore} B)`);
+    free = 16 * MiB; // less than four times the WAL
     s.ack(seqs);
     assert.equal(statSync(`${file}-wal`).size, 0, 'the WAL is truncated');
     assert.ok(statSync(file).size < MiB, `the database gave its pages back (${statSync(file).size} B)`);
     assert.ok(s.disk().diskBytes < MiB);
+  });
+
+  it('with room to spare, truncates the WAL only once a drain leaves one of the autocheckpoint size (64 MiB; a checkpoint per ack would cost the full-speed path)', () => {
+    const s = open();
+    const file = join(dirs.at(-1)!.path, 'data', SPOOL_FILE);
+    let offset = 0;
+    const round = (n: number, size: number): void => {
+      const seqs: number[] = [];
+      for (let i = 0; i < n; i++, offset += size + 1) seqs.push(s.append(draft(offset, size), state(offset + size + 1)));
+      s.ack(seqs);
+    };
+    round(16, 64 * 1024);
+    assert.ok(statSync(`${file}-wal`).size > 0, 'a small WAL is kept for reuse');
+    round(72, MiB); // ~72 MiB through the WAL
+    assert.equal(statSync(`${file}-wal`).size, 0, 'a WAL of the autocheckpoint size left by a drain is truncated');
+    assert.ok(s.disk().diskBytes < 2 * MiB, `${s.disk().diskBytes} B on disk`);
   });
 
   it('keeps the WAL below half the free space, so writing it back never needs more room than there is', () => {
