@@ -54,7 +54,8 @@
  * chunks of one file may be produced by two gateways at the same time: per-file order across
  * gateways is not guaranteed (a later capability: pinned consumers / shard leases).
  *
- * Heartbeats: core NATS subscription to `<heartbeatSubject>.*`, parsed with parseHeartbeat,
+ * Heartbeats: core NATS subscription to `<heartbeatSubject>.>` (agent ids may hold dots),
+ * parsed with parseHeartbeat,
  * dropped (counted) unless the subject names the heartbeat's agentId, passed to `onHeartbeat`.
  * The connection reconnects forever; health() reflects it. Server URLs are redacted
  * (shared/redact.ts) in every log line, error and health detail.
@@ -187,7 +188,7 @@ export class JetStreamInput {
       if (err instanceof TransportError) throw err;
       throw new TransportError(`cannot set up JetStream stream "${c.stream}" / consumer "${c.consumer}": ${redactText(errorMessage(err))}`, { cause: err });
     }
-    this.hbSub = nc.subscribe(`${c.heartbeatSubject}.*`, {
+    this.hbSub = nc.subscribe(`${c.heartbeatSubject}.>`, {
       callback: (err, msg) => {
         if (!err) this.heartbeat(msg.subject, () => msg.json());
       },

@@ -90,6 +90,15 @@ describe('JetStreamInput and hostile input', () => {
     assert.deepEqual(beats.map((b) => b.agentId), ['web-01']);
   });
 
+  it('records heartbeats of agents whose id holds dots (web.eu-1: a subject of several tokens)', async () => {
+    const config = fx.config();
+    const beats: Heartbeat[] = [];
+    await fx.startInput(config, new FakeSink(), { onHeartbeat: (hb) => beats.push(hb) });
+    fx.nc.publish(`${config.heartbeatSubject}.web.eu-1`, JSON.stringify(heartbeat('web.eu-1')));
+    await waitFor(() => beats.length >= 1, 5000, 'the heartbeat of web.eu-1');
+    assert.deepEqual(beats.map((b) => b.agentId), ['web.eu-1']);
+  });
+
   it('never shows the user:pass of nats.servers in its logs, errors or health', async () => {
     const port = new URL(fx.nats.url).port;
     const secret = 's3cr3t-pw';
