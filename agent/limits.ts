@@ -25,7 +25,7 @@ import type { AgentConfig } from './config.js';
 
 /** nats-server's default max_payload. */
 export const NATS_DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
-/** Room for a published chunk's message headers (`NATS/1.0`, `Nats-Msg-Id: <agentId>/<seq>`). */
+/** Room for a published chunk's message headers (`NATS/1.0`, `Nats-Msg-Id: <agentId>/<seq>/<digest>`). */
 export const NATS_HEADERS_ROOM_BYTES = 512;
 /** Room for a chunk's frame and header JSON. */
 export const CHUNK_HEADER_ROOM_BYTES = 8 * 1024;

@@ -33,7 +33,7 @@ export interface DeadLetter {
   bytes: number;
   reason: string | null;
   error: string | null;
-  /** the original Nats-Msg-Id, `agentId/seq` */
+  /** the original Nats-Msg-Id, `agentId/seq/<digest>` (or `agentId/seq`) */
   msgId: string | null;
   agentId: string | null;
   chunkSeq: number | null;

@@ -100,7 +100,10 @@ export interface DecodedChunk {
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 export const TOPIC_PATTERN = /^[A-Za-z0-9._-]{1,249}$/;
 
-/** `agentId/seq`: the chunk's id on every hop (JetStream Nats-Msg-Id, HTTP, dedup set). */
+/**
+ * `agentId/seq`: the chunk's id on every hop (HTTP, the dedup set); over JetStream its
+ * Nats-Msg-Id is this plus a digest of its bytes (shared/protocol.ts chunkMsgId).
+ */
 export function chunkId(agentId: string, seq: number): string {
   return `${agentId}/${seq}`;
 }
