@@ -18,7 +18,8 @@
  *   are created): when the spool is drained, every VACUUM_AFTER_BYTES freed, and after every
  *   ack while full. The WAL gives its space back too (`wal_checkpoint(TRUNCATE)`) when that
  *   space is wanted: while full, when free space is short of four times the WAL, or when the
- *   spool drained and left a WAL of the autocheckpoint size (otherwise it is reused in place).
+ *   spool drained and left a WAL of the autocheckpoint size or of 1% of the free space
+ *   (otherwise it is reused in place).
  *   Under disk pressure the vacuum goes in steps no larger than half the free space (moving
  *   pages writes them to the WAL first), so reclaiming never needs more room than there is.
  *
@@ -640,13 +641,16 @@ export class Spool implements SpoolReader {
   /**
    * Whether the WAL's space is wanted back now (a TRUNCATE checkpoint fsyncs and rewrites the
    * pages, too costly after every ack): the spool is full or the disk was, the filesystem is
-   * short of room for the WAL, or the spool has drained and left a large WAL behind. Otherwise
-   * the autocheckpoint reuses the WAL in place, and its size counts against the cap.
+   * short of room for the WAL, or the spool has drained and left a WAL of the autocheckpoint
+   * size or of 1% of the free space or more (a small filesystem gets its space back at every
+   * drain). Otherwise the autocheckpoint reuses the WAL in place; its size counts against the cap.
    */
   private walWanted(): boolean {
     if (this.fullReason !== null || this.diskFull !== undefined) return true;
     if (this.freeBytes !== null && this.freeBytes < this.minFreeBytes + 4 * this.walBytes) return true;
-    return this.totalChunks === 0 && this.walBytes >= WAL_TRUNCATE_DRAINED_BYTES;
+    if (this.totalChunks > 0 || this.walBytes === 0) return false;
+    // drained: give a large WAL back, and any WAL that is a noticeable part of the free space
+    return this.walBytes >= WAL_TRUNCATE_DRAINED_BYTES || (this.freeBytes !== null && this.walBytes * 100 >= this.freeBytes);
   }
 
   /**

@@ -139,6 +139,18 @@ describe('agent spool on a filling disk', () => {
     assert.ok(s.disk().diskBytes < MiB);
   });
 
+  it('on a small filesystem gives the WAL back at every drain (a WAL of 1% of the free space or more)', () => {
+    const s = open();
+    free = 200 * MiB; // room enough, but the WAL below is more than 1% of it
+    const seqs: number[] = [];
+    for (let i = 0; i < 80; i++) seqs.push(s.append(draft(i * 65537), state((i + 1) * 65537)));
+    const file = join(dirs.at(-1)!.path, 'data', SPOOL_FILE);
+    assert.ok(statSync(`${file}-wal`).size > 4 * MiB);
+    s.ack(seqs);
+    assert.equal(statSync(`${file}-wal`).size, 0, 'the WAL is truncated');
+    assert.ok(s.disk().diskBytes < MiB, `${s.disk().diskBytes} B on disk`);
+  });
+
   it('with room to spare, truncates the WAL only once a drain leaves one of the autocheckpoint size (64 MiB; a checkpoint per ack would cost the full-speed path)', () => {
     const s = open();
     const file = join(dirs.at(-1)!.path, 'data', SPOOL_FILE);
