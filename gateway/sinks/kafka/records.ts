@@ -2,7 +2,7 @@
  * Pure part of the Kafka sink: chunk -> Kafka messages, and messages -> produce requests.
  * No I/O here, so it is unit-tested directly.
  *
- * Records (DESIGN.md "Kafka records", contract):
+ * Records (README "Kafka records", a contract users rely on):
  * - one message per record (line); value = the record's bytes, a view into the chunk buffer
  *   (never copied here);
  * - headers from `kafka.headers`: `ferry.agent`, `ferry.host`, `ferry.path`, `ferry.offset` (the

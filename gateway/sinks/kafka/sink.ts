@@ -71,7 +71,7 @@
  *   reaches B while A still works on the first try) can both commit it: neither has seen the
  *   other's marker yet. The window is one produce plus the reader's lag (well under a second
  *   with a healthy Kafka); `ack_wait` far above produce latency and `working()` keep it rare.
- *   Closing it needs a per-agent owner (shard leases), listed in DESIGN.md as a later capability.
+ *   Closing it needs a per-agent owner (shard leases), a planned capability.
  * - Two gateways with the same id share a transactional id and fence each other: give every
  *   gateway a unique `id`.
  * - Markers expire after `committedRetentionMs`: a chunk redelivered later than that is produced
