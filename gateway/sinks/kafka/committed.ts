@@ -24,8 +24,7 @@
  * calls it after (re)creating its producer, because a commit whose answer was lost may have
  * succeeded, and its markers must be known before the same chunks are tried again.
  */
-import { randomBytes } from 'node:crypto';
-import type { Admin, Consumer, Kafka } from 'kafkajs';
+import type { DriverReader, KafkaDriver } from './driver.js';
 import type { Logger } from '../../../shared/log.js';
 import { KafkaError, errorMessage } from '../../../shared/errors.js';
 
@@ -115,12 +114,10 @@ export function parseMarkerKey(key: Buffer | null): { agentId: string; seq: numb
 }
 
 export interface CommittedLogOptions {
-  kafka: Kafka;
-  admin: Admin;
+  driver: KafkaDriver;
   topic: string;
   retentionMs: number;
   gatewayId: string;
-  clientId: string;
   log: Logger;
   /** how long catchUp() waits */
   timeoutMs: number;
@@ -133,137 +130,54 @@ export function committedTopicConfig(retentionMs: number): Record<string, string
 
 export class CommittedLog {
   readonly set = new CommittedSet();
-  private consumer: Consumer | undefined;
-  /** group ids used so far: a new one per (re)start, so a rejoin never waits for the
-   * session timeout of a member that died with the broker */
-  private readonly groupIds: string[] = [];
-  /** next offset to read, per partition */
-  private readonly position = new Map<number, number>();
+  private reader: DriverReader | undefined;
   private waiters: Array<() => void> = [];
   private stopped = false;
-  private restarting = false;
-  private needsRestart = false;
-  private lastError: Error | undefined;
 
-  constructor(private readonly opts: CommittedLogOptions) {
-  }
+  constructor(private readonly opts: CommittedLogOptions) {}
 
   /** Creates the topic if missing (or checks its settings), starts the reader, loads to the end. */
   async start(): Promise<void> {
     await this.ensureTopic();
-    await this.startConsumer();
+    this.reader = this.opts.driver.createReader({
+      topic: this.opts.topic,
+      gatewayId: this.opts.gatewayId,
+      onKeys: (keys) => {
+        for (const key of keys) {
+          const id = parseMarkerKey(key);
+          if (id) this.set.add(id.agentId, id.seq);
+        }
+      },
+      onProgress: () => this.wake(),
+    });
+    await this.reader.start();
     await this.catchUp();
   }
 
   private async ensureTopic(): Promise<void> {
-    const { admin, topic, log } = this.opts;
+    const { driver, topic, log } = this.opts;
     const want = committedTopicConfig(this.opts.retentionMs);
-    const topics = await admin.listTopics();
-    if (!topics.includes(topic)) {
+    if (!(await driver.listTopics()).includes(topic)) {
       log.info({ topic, config: want }, 'creating the committed-chunk topic');
       try {
-        await admin.createTopics({
-          waitForLeaders: true,
-          topics: [{ topic, numPartitions: 1, configEntries: Object.entries(want).map(([name, value]) => ({ name, value })) }],
-        });
+        await driver.createTopic({ topic, partitions: 1, config: want });
       } catch (err) {
         // Another gateway may have created it in the meantime.
-        if (!(await admin.listTopics()).includes(topic)) {
+        if (!(await driver.listTopics()).includes(topic)) {
           throw new KafkaError(`cannot create the committed-chunk topic "${topic}" (kafka.committedTopic): ${errorMessage(err)}`, true, { cause: err });
         }
       }
       return;
     }
     try {
-      const res = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: topic }] });
-      const entries = res.resources[0]?.configEntries ?? [];
+      const have = await driver.topicConfig(topic, Object.keys(want));
       for (const [name, value] of Object.entries(want)) {
-        const have = entries.find((e) => e.configName === name)?.configValue;
-        if (have !== value) {
-          log.warn({ topic, setting: name, have, want: value }, 'the committed-chunk topic has a different setting than ferry would create it with; leaving it as it is');
+        if (have[name] !== value) {
+          log.warn({ topic, setting: name, have: have[name], want: value }, 'the committed-chunk topic has a different setting than ferry would create it with; leaving it as it is');
         }
       }
     } catch (err) {
       log.debug({ err: errorMessage(err) }, 'could not read the committed-chunk topic settings');
-    }
-  }
-
-  private async startConsumer(): Promise<void> {
-    const { kafka, topic, log } = this.opts;
-    const groupId = `${this.opts.clientId}-committed-${this.opts.gatewayId}-${randomBytes(4).toString('hex')}`;
-    this.groupIds.push(groupId);
-    if (this.groupIds.length > 50) this.groupIds.shift();
-    const consumer = kafka.consumer({
-      groupId,
-      readUncommitted: false,
-      allowAutoTopicCreation: false,
-      maxWaitTimeInMs: 200,
-      // kafkajs would restart a crashed consumer by itself, on a timer that outlives
-      // disconnect(); restarts are ours (restart()), so stop() really stops.
-      retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 10, restartOnFailure: () => Promise.resolve(false) },
-    });
-    this.consumer = consumer;
-    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-      const next = Number(payload.lastOffset) + 1;
-      if (next > (this.position.get(payload.partition) ?? -1)) this.position.set(payload.partition, next);
-      this.wake();
-    });
-    consumer.on(consumer.events.CRASH, ({ payload }) => {
-      if (this.stopped || consumer !== this.consumer) return;
-      this.lastError = payload.error;
-      log.warn({ err: errorMessage(payload.error) }, 'committed-chunk reader crashed; restarting it');
-      void this.restart();
-    });
-    try {
-      await consumer.connect();
-      await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    } catch (err) {
-      await consumer.disconnect().catch(() => undefined);
-      throw err;
-    }
-    if (this.stopped) {
-      await consumer.disconnect().catch(() => undefined);
-      return;
-    }
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: ({ batch }) => {
-        for (const m of batch.messages) {
-          const id = parseMarkerKey(m.key);
-          if (id) this.set.add(id.agentId, id.seq);
-        }
-        return Promise.resolve();
-      },
-    });
-  }
-
-  private async restart(): Promise<void> {
-    // A crash while restarting (e.g. the group coordinator still loading) sets needsRestart
-    // again, so the loop goes round once more instead of leaving a dead reader behind.
-    this.needsRestart = true;
-    if (this.stopped || this.restarting) return;
-    this.restarting = true;
-    try {
-      while (!this.stopped && this.needsRestart) {
-        this.needsRestart = false;
-        await this.consumer?.disconnect().catch(() => undefined);
-        try {
-          await this.startConsumer();
-          if (!this.needsRestart) this.opts.log.info('committed-chunk reader restarted');
-        } catch (err) {
-          this.needsRestart = true;
-          this.opts.log.warn({ err: errorMessage(err) }, 'committed-chunk reader could not restart; trying again');
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, 2000);
-            this.waiters.push(() => {
-              clearTimeout(t);
-              resolve();
-            });
-          });
-        }
-      }
-    } finally {
-      this.restarting = false;
     }
   }
 
@@ -278,13 +192,12 @@ export class CommittedLog {
    * last stable offsets). Throws a retriable KafkaError on timeout.
    */
   async catchUp(timeoutMs = this.opts.timeoutMs): Promise<void> {
-    const offsets = await this.opts.admin.fetchTopicOffsets(this.opts.topic);
-    const target = new Map<number, { low: number; high: number }>();
-    for (const p of offsets) target.set(p.partition, { low: Number(p.low), high: Number(p.high) });
+    const target = await this.opts.driver.endOffsets(this.opts.topic);
+    const positions = (): ReadonlyMap<number, number> => this.reader?.positions ?? new Map<number, number>();
     const reached = (): boolean => {
       for (const [p, t] of target) {
         if (t.high <= t.low) continue;
-        if ((this.position.get(p) ?? -1) < t.high) return false;
+        if ((positions().get(p) ?? -1) < t.high) return false;
       }
       return true;
     };
@@ -292,10 +205,10 @@ export class CommittedLog {
     while (!reached()) {
       const left = deadline - Date.now();
       if (left <= 0 || this.stopped) {
-        const where = [...target].map(([p, t]) => `partition ${p} at ${this.position.get(p) ?? 'start'} of ${t.high}`).join(', ');
+        const where = [...target].map(([p, t]) => `partition ${p} at ${positions().get(p) ?? 'start'} of ${t.high}`).join(', ');
+        const last = this.reader?.lastError;
         throw new KafkaError(
-          `the committed-chunk topic "${this.opts.topic}" was not read to its end within ${timeoutMs} ms (${where})` +
-            (this.lastError ? `; last reader error: ${this.lastError.message}` : ''),
+          `the committed-chunk topic "${this.opts.topic}" was not read to its end within ${timeoutMs} ms (${where})` + (last ? `; last reader error: ${last.message}` : ''),
           true,
         );
       }
@@ -312,7 +225,6 @@ export class CommittedLog {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake();
-    await this.consumer?.disconnect().catch(() => undefined);
-    await this.opts.admin.deleteGroups(this.groupIds).catch(() => undefined);
+    await this.reader?.stop();
   }
 }

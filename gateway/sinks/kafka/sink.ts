@@ -1,7 +1,9 @@
 /**
- * The Kafka sink (kafkajs driver): chunks in, one Kafka record per line out, an outcome per chunk.
+ * The Kafka sink: chunks in, one Kafka record per line out, an outcome per chunk. This is the
+ * driver-independent core; a driver (driver.ts; `kafka.driver`: kafkajs/ or librdkafka/, made by
+ * drivers.ts) only talks to Kafka.
  *
- * Batching. kafkajs has no linger/accumulator, so the sink has its own: `send()` calls are queued,
+ * Batching. The sink has its own accumulator, whatever the driver: `send()` calls are queued,
  * and one flush loop takes what has gathered for `lingerMs` (or at once when `maxFlushBytes` are
  * waiting), up to `maxFlushBytes` of whole chunks, builds the records (records.ts) and cuts them
  * into produce requests of at most `maxBatchBytes` / `maxBatchRecords` (kept under the broker's
@@ -9,16 +11,15 @@
  * than `maxBatchBytes` goes alone in a request of its own, and Kafka decides whether it takes it
  * (the sink does not guess the limit: the topic's `max.message.bytes` may differ from the
  * broker's, applies to the compressed batch, and reading it would need DescribeConfigs rights;
- * a refused record costs one refused request). One flush and
- * one `sendBatch` are in flight per producer at any time (kafkajs' idempotent producer is only
- * safe that way); requests of a flush go out one after the other, in order.
+ * a refused record costs one refused request). One flush is in flight at any time; the driver
+ * sends its requests in order (DriverProducer.send).
  *
  * Outcomes (gateway/sinks/sink.ts):
  * - `ok` only after Kafka acknowledged every record of the chunk (acks=-1, idempotent producer),
  *   and in exactly-once mode only after the transaction holding them committed.
  * - `retry` for anything transient (broker down, timeouts, leader moves, NOT_ENOUGH_REPLICAS,
  *   unknown errors): the producer is then dropped and recreated on the next flush, because a
- *   kafkajs producer can be left unusable by an error (and a transactional one must be fenced).
+ *   producer can be left unusable by an error (and a transactional one must be fenced).
  *   Every chunk still queued when a flush ends with a `retry` is answered `retry` as well (not
  *   produced), so a later flush never commits a file's next chunks ahead of the failed ones: the
  *   input sends them all again, in order.
@@ -86,14 +87,13 @@
  *   `committedRetentionMs` just above the longest time a chunk can come back (agent outage plus
  *   JetStream retention), or move to per-agent interval summaries (a compacted key per agent
  *   and gateway) when that matters.
- * - kafkajs warns that limited retries "may invalidate EoS guarantees" for an idempotent
- *   producer: that concerns reusing a producer after it gave up; this sink never does, it drops
- *   and recreates the producer (new producer id/epoch) after any failure.
+ * After any failure the sink drops and recreates the producer (new producer id/epoch); it never
+ * reuses a producer that gave up.
  *
  * Produce-API records (`SinkChunk.records`, from the HTTP `POST /topics/:topic` endpoint;
  * `acceptsRecords` is true): such a chunk is produced to `chunk.header.topic` as exactly its
- * records (keys, headers, explicit partitions; records.ts `buildRecordMessages`), through the
- * same queue, linger, request packing, single in-flight `sendBatch`, transactions, outcomes and
+ * records (keys, headers, explicit partitions; records.ts `givenRecords`), through the
+ * same queue, linger, request packing, single in-flight flush, transactions, outcomes and
  * error classification as file chunks. What differs:
  * - No deduplication: its id is neither looked up in nor added to the committed set, no marker
  *   is produced for it, and two such chunks with the same id in one flush are both produced.
@@ -110,11 +110,7 @@
  * 10,000 topics, and the `topic` label names only topics Kafka has, at most 1,000 of them; the
  * rest count under `_other`.
  */
-import { readFileSync } from 'node:fs';
-import { Kafka, CompressionTypes, logLevel as KafkaLogLevel } from 'kafkajs';
-import type { Admin, KafkaConfig, Message, Producer, SASLOptions, Transaction, logCreator } from 'kafkajs';
 import type { Registry } from 'prom-client';
-import type { GatewayConfig } from '../../config.js';
 import type { Sink, SinkChunk, SinkOutcome, SinkRecord } from '../sink.js';
 import type { Logger } from '../../../shared/log.js';
 import { Counter, Gauge, Histogram } from '../../../shared/metrics.js';
@@ -122,20 +118,23 @@ import { chunkId } from '../../../shared/chunk/codec.js';
 import { KafkaError, TopicForbiddenError, errorMessage } from '../../../shared/errors.js';
 import {
   RequestPacker,
-  buildMessages,
-  buildRecordMessages,
-  chunkPartitioner,
+  fileRecords,
+  givenRecords,
   estimateRecordBytes,
   maxExplicitPartition,
   partitionOutOfRange,
   recordTimestamp,
-  type ChunkMessages,
+  type ChunkRecords,
   type PackLimits,
   type ProduceRequest,
 } from './records.js';
-import { classifyError, errorLabel, errorTypes } from './classify.js';
+import { classifyError, errorLabel } from './classify.js';
 import { CommittedLog } from './committed.js';
 import { CappedLabels, LruMap } from './bounded.js';
+import type { DriverProducer, KafkaDriver, KafkaSinkConfig } from './driver.js';
+import { createDriver } from './drivers.js';
+
+export type { KafkaSinkConfig } from './driver.js';
 
 /** A chunk for a topic Kafka does not have: refused (never retried as is), like a forbidden one. */
 function unknownTopic(topic: string, cause?: unknown): TopicForbiddenError {
@@ -146,20 +145,14 @@ function unknownTopic(topic: string, cause?: unknown): TopicForbiddenError {
   );
 }
 
-export type KafkaSinkConfig = GatewayConfig['kafka'];
-
 export interface KafkaSinkOptions {
   gatewayId: string;
   log: Logger;
   registry: Registry;
-  /** Makes the kafkajs client (default `new Kafka(config)`); unit tests pass a fake. */
-  createClient?: (config: KafkaConfig) => Kafka;
+  /** The driver to use instead of the one `kafka.driver` names (unit tests pass a fake). */
+  driver?: KafkaDriver;
 }
 
-/** kafkajs retry settings for the producer: short first backoff (CONCURRENT_TRANSACTIONS right
- * after a commit clears in a few ms; kafkajs' default 300 ms would cap throughput), and a give-up
- * time of a few seconds so a broker outage turns into `retry` outcomes quickly. */
-const PRODUCER_RETRY = { initialRetryTime: 15, maxRetryTime: 1000, retries: 10, factor: 0.2, multiplier: 2 };
 const MISSING_TOPIC_RECHECK_MS = 5000;
 /** Topics whose existence and partition count are remembered (least recently used dropped first). */
 const TOPIC_CACHE_MAX = 10_000;
@@ -178,7 +171,7 @@ interface Pending {
   enqueuedAt: number;
   estimate: number;
   resolve: (o: SinkOutcome) => void;
-  built?: ChunkMessages;
+  built?: ChunkRecords;
   /** answered already (abortInFlight answers a flush's chunks before the flush ends) */
   settled?: boolean;
 }
@@ -232,48 +225,6 @@ class SinkMetrics {
   }
 }
 
-function kafkaLogCreator(log: Logger): logCreator {
-  const last = new Map<string, number>();
-  return () =>
-    ({ namespace, level, log: entry }) => {
-      const { message, timestamp: _t, logger: _l, ...extra } = entry as { message: string; timestamp: string; logger?: unknown; [k: string]: unknown };
-      if (level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN) {
-        // kafkajs logs every retry of an outage; keep one line per message every 10 s.
-        const now = Date.now();
-        const key = `${namespace}:${message}`;
-        if ((last.get(key) ?? 0) > now - 10_000) return;
-        if (last.size > 1000) last.clear();
-        last.set(key, now);
-        log.warn({ namespace, ...extra }, `kafkajs: ${message}`);
-      } else {
-        log.debug({ namespace, ...extra }, `kafkajs: ${message}`);
-      }
-    };
-}
-
-export function kafkaClientConfig(config: KafkaSinkConfig, log: Logger): KafkaConfig {
-  const c: KafkaConfig = {
-    clientId: config.clientId,
-    brokers: [...config.brokers],
-    requestTimeout: config.requestTimeoutMs,
-    connectionTimeout: Math.min(10_000, config.requestTimeoutMs),
-    logLevel: KafkaLogLevel.WARN,
-    logCreator: kafkaLogCreator(log),
-    retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 5 },
-  };
-  if (config.ssl === true) c.ssl = true;
-  else if (config.ssl !== false) {
-    const tls = config.ssl;
-    c.ssl = {
-      ...(tls.caFile ? { ca: [readFileSync(tls.caFile)] } : {}),
-      ...(tls.certFile ? { cert: readFileSync(tls.certFile) } : {}),
-      ...(tls.keyFile ? { key: readFileSync(tls.keyFile) } : {}),
-    };
-  }
-  if (config.sasl) c.sasl = { mechanism: config.sasl.mechanism, username: config.sasl.username, password: config.sasl.password } as SASLOptions;
-  return c;
-}
-
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 export class KafkaSink implements Sink {
@@ -282,12 +233,9 @@ export class KafkaSink implements Sink {
   private readonly exactlyOnce: boolean;
   private readonly limits: PackLimits;
   private readonly maxFlushBytes: number;
-  private kafka: Kafka | undefined;
-  private admin: Admin | undefined;
+  private driver: KafkaDriver | undefined;
   private committed: CommittedLog | undefined;
-  private producer: Producer | undefined;
-  /** exactly-once: the transaction of the flush under way, aborted by stop() if cut off */
-  private openTxn: Transaction | undefined;
+  private producer: DriverProducer | undefined;
   private state: State = 'new';
   private queue: Pending[] = [];
   private queuedBytes = 0;
@@ -321,23 +269,19 @@ export class KafkaSink implements Sink {
     if (this.state !== 'new') throw new KafkaError(`the Kafka sink cannot start: it is ${this.state}`, false);
     this.state = 'starting';
     const c = this.config;
-    const clientConfig = kafkaClientConfig(c, this.log);
-    this.kafka = this.opts.createClient ? this.opts.createClient(clientConfig) : new Kafka(clientConfig);
     try {
-      this.admin = this.kafka.admin({ retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 5 } });
-      await this.admin.connect();
+      this.driver = this.opts.driver ?? (await createDriver({ config: c, log: this.log }));
+      await this.driver.connect();
       // Exactly-once: the producer first, because creating it fences this gateway's previous
       // producer and ends (aborts) a transaction it left open; reading the committed topic to
       // its end before that would wait for the broker's transaction timeout (LSO stuck).
       await this.ensureProducer();
       if (this.exactlyOnce) {
         this.committed = new CommittedLog({
-          kafka: this.kafka,
-          admin: this.admin,
+          driver: this.driver,
           topic: c.committedTopic,
           retentionMs: c.committedRetentionMs,
           gatewayId: this.opts.gatewayId,
-          clientId: c.clientId,
           log: this.log,
           timeoutMs: Math.max(c.requestTimeoutMs, 10_000),
         });
@@ -351,7 +295,7 @@ export class KafkaSink implements Sink {
     }
     this.state = 'running';
     this.log.info(
-      { brokers: c.brokers, delivery: c.delivery, transactionalId: this.transactionalId(), committedKnown: this.committed?.set.size },
+      { brokers: c.brokers, driver: this.driver.name, delivery: c.delivery, transactionalId: this.transactionalId(), committedKnown: this.committed?.set.size },
       'Kafka sink started',
     );
     this.loopDone = this.loop();
@@ -447,7 +391,7 @@ export class KafkaSink implements Sink {
     const topicLabel = this.topicLabels.label(topic, o.kind === 'ok' || this.topicState.peek(topic)?.exists === true);
     this.metrics.chunks.inc({ topic: topicLabel, outcome: label });
     if (o.kind === 'ok' && !o.duplicate) {
-      this.metrics.records.inc({ topic: topicLabel }, p.built?.messages.length ?? p.item.chunk.records.length);
+      this.metrics.records.inc({ topic: topicLabel }, p.built?.count ?? p.item.chunk.records.length);
       this.metrics.bytes.inc({ topic: topicLabel }, p.built?.valueBytes ?? p.item.chunk.dataBytes);
     }
     if (o.kind === 'fatal') {
@@ -547,7 +491,7 @@ export class KafkaSink implements Sink {
           continue;
         }
       }
-      p.built ??= records !== undefined ? buildRecordMessages(records, p.item.chunk.header.readAtMs) : buildMessages(p.item.chunk, { headers: this.config.headers, key: this.config.key }, this.timestampOf(p));
+      p.built ??= records !== undefined ? givenRecords(topic, records, p.item.chunk.header.readAtMs) : fileRecords(p.item.chunk, { headers: this.config.headers, key: this.config.key }, this.timestampOf(p));
       ready.push(p);
     }
     return ready;
@@ -581,7 +525,7 @@ export class KafkaSink implements Sink {
     if (max < 0) return undefined;
     let known = this.partitionCounts.get(topic);
     if (known === undefined || (max >= known.count && Date.now() - known.at >= PARTITIONS_RECHECK_MS)) {
-      const count = await this.fetchPartitionCount(topic);
+      const count = await this.driver!.partitionCount(topic);
       // Unknown topic with auto-creation on: the producer creates it; its partitioner refuses a
       // partition it lacks (a retry), and the next attempt finds the topic here.
       if (count === undefined) return undefined;
@@ -589,17 +533,6 @@ export class KafkaSink implements Sink {
       this.partitionCounts.set(topic, known);
     }
     return partitionOutOfRange(records, topic, known.count)?.message;
-  }
-
-  private async fetchPartitionCount(topic: string): Promise<number | undefined> {
-    try {
-      const meta = await this.admin!.fetchTopicMetadata({ topics: [topic] });
-      const t = meta.topics.find((x) => x.name === topic);
-      return t === undefined || t.partitions.length === 0 ? undefined : t.partitions.length;
-    } catch (err) {
-      if (errorTypes(err).includes('UNKNOWN_TOPIC_OR_PARTITION')) return undefined;
-      throw err;
-    }
   }
 
   /**
@@ -610,39 +543,25 @@ export class KafkaSink implements Sink {
     if (this.config.allowAutoTopicCreation) return true;
     const known = fresh ? undefined : this.topicState.get(topic);
     if (known !== undefined && (known.exists || Date.now() - known.at < MISSING_TOPIC_RECHECK_MS)) return known.exists;
-    const exists = (await this.admin!.listTopics()).includes(topic);
+    const exists = (await this.driver!.listTopics()).includes(topic);
     this.topicState.set(topic, { exists, at: Date.now() });
     if (!exists) this.log.warn({ topic }, 'topic does not exist in Kafka');
     return exists;
   }
 
-  private async ensureProducer(): Promise<Producer> {
+  private async ensureProducer(): Promise<DriverProducer> {
     if (this.producer) return this.producer;
     if (this.state === 'stopped') throw new KafkaError('the Kafka sink is stopped', true);
     const transactionalId = this.transactionalId();
-    const producer = this.kafka!.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: this.config.allowAutoTopicCreation,
-      createPartitioner: chunkPartitioner,
-      retry: PRODUCER_RETRY,
-      ...(transactionalId ? { transactionalId, transactionTimeout: Math.max(60_000, this.config.requestTimeoutMs * 2) } : {}),
+    const producer = await this.driver!.createProducer({
+      ...(transactionalId ? { transactionalId } : {}),
+      transactionTimeoutMs: Math.max(60_000, this.config.requestTimeoutMs * 2),
     });
     try {
-      await producer.connect();
-      if (transactionalId) {
-        // kafkajs' connect() initialises a plain idempotent producer id; only the first
-        // transaction() sends InitProducerId with the transactional id, which fences the previous
-        // producer of this id and aborts the transaction it may have left open (a lost EndTxn, a
-        // gateway killed mid-flush). Do it now, with an empty transaction, so that no open
-        // transaction of ours holds the last stable offset while the committed topic is read.
-        const fence = await producer.transaction();
-        await fence.abort();
-      }
       // A commit whose answer was lost may have succeeded: know its markers before trying again.
       if (this.committed) await this.committed.catchUp();
     } catch (err) {
-      await producer.disconnect().catch(() => undefined);
+      await producer.close();
       throw err;
     }
     this.producer = producer;
@@ -652,7 +571,7 @@ export class KafkaSink implements Sink {
   private async dropProducer(): Promise<void> {
     const p = this.producer;
     this.producer = undefined;
-    if (p) await Promise.race([p.disconnect().catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
+    if (p) await p.close();
   }
 
   private noteFailure(err: unknown): void {
@@ -667,7 +586,7 @@ export class KafkaSink implements Sink {
    */
   private async produce(items: Pending[], run: Flush, isolate: boolean): Promise<void> {
     const outcomes = run.outcomes;
-    let producer: Producer;
+    let producer: DriverProducer;
     try {
       producer = await this.ensureProducer();
     } catch (err) {
@@ -684,13 +603,9 @@ export class KafkaSink implements Sink {
     let records = 0;
     for (const [i, p] of items.entries()) {
       const built = p.built!;
-      const topic = p.item.chunk.header.topic;
-      for (let k = 0; k < built.messages.length; k++) lastRequest[i] = packer.add(topic, built.messages[k]!, built.sizes[k]!);
-      records += built.messages.length;
-      if (this.exactlyOnce && p.item.records === undefined) {
-        const marker = this.marker(p);
-        lastRequest[i] = packer.add(this.config.committedTopic, marker, 64 + p.id.length + (marker.value as Buffer).length);
-      }
+      lastRequest[i] = packer.addAll(built);
+      records += built.count;
+      if (this.exactlyOnce && p.item.records === undefined) lastRequest[i] = packer.addAll(this.marker(p));
     }
     const requests = packer.requests;
     if (requests.length === 0) {
@@ -698,14 +613,6 @@ export class KafkaSink implements Sink {
       for (const p of items) outcomes.set(p, { kind: 'ok', duplicate: false });
       return;
     }
-    const compression = this.config.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
-    const timeout = this.config.requestTimeoutMs;
-    const toBatch = (req: ProduceRequest) => ({
-      acks: -1,
-      timeout,
-      compression,
-      topicMessages: [...req.topics].map(([topic, messages]) => ({ topic, messages })),
-    });
 
     const started = process.hrtime.bigint();
     // abortInFlight() may cut the flush off between any two requests; from then on no request
@@ -719,42 +626,35 @@ export class KafkaSink implements Sink {
     let error: unknown;
     let cleanAbort = false;
     if (this.exactlyOnce) {
-      let txn: Transaction | undefined;
+      let begun = false;
       try {
         unlessAborted();
-        txn = await producer.transaction();
-        this.openTxn = txn;
-        for (const req of requests) {
-          unlessAborted();
-          failedRequest = req;
-          await txn.sendBatch(toBatch(req));
+        await producer.beginTransaction();
+        begun = true;
+        const failed = await producer.send(requests, unlessAborted);
+        if (failed !== undefined) {
+          failedRequest = failed.error instanceof FlushAborted ? undefined : requests[failed.failedAt];
+          throw failed.error;
         }
-        failedRequest = undefined;
         unlessAborted();
-        run.committing = txn.commit();
+        run.committing = producer.commitTransaction();
         await run.committing;
         this.metrics.transactions.inc({ result: 'committed' });
       } catch (err) {
         failedAt = 0;
         error = err;
-        if (txn !== undefined) this.metrics.transactions.inc({ result: 'aborted' });
-        cleanAbort = txn === undefined || !txn.isActive() || (await txn.abort().then(() => true, () => false));
+        if (begun) this.metrics.transactions.inc({ result: 'aborted' });
+        cleanAbort = !producer.inTransaction || (await producer.abortTransaction());
       } finally {
         // (the outcomes are set below without a pause, so abortInFlight() finds them)
-        this.openTxn = undefined;
         run.committing = undefined;
       }
     } else {
-      for (const [k, req] of requests.entries()) {
-        try {
-          unlessAborted();
-          await producer.sendBatch(toBatch(req));
-        } catch (err) {
-          failedAt = k;
-          failedRequest = req;
-          error = err;
-          break;
-        }
+      const failed = await producer.send(requests, unlessAborted);
+      if (failed !== undefined) {
+        failedAt = failed.failedAt;
+        failedRequest = requests[failed.failedAt];
+        error = failed.error;
       }
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -829,8 +729,8 @@ export class KafkaSink implements Sink {
       return { kind: 'fatal', fault: 'chunk', error: new KafkaError(`Kafka refused chunk ${p.id} for topic "${topic}" (${type})${why}`, false, { cause: error }) };
     }
     if (cls === 'too-large') {
-      const lone = failed !== undefined && failed.records === 1 ? [...failed.topics.values()][0]![0] : undefined;
-      const index = lone === undefined ? -1 : p.built!.messages.indexOf(lone);
+      const lone = failed !== undefined && failed.records === 1 ? failed.segments[0] : undefined;
+      const index = lone !== undefined && lone.records === p.built ? lone.from : -1;
       if (index >= 0) {
         // A record alone in its request: no setting of ours can make Kafka take it.
         const what = p.item.records !== undefined ? `records[${index}]` : `record ${index} (file offset ${p.item.chunk.records[index]!.offset})`;
@@ -864,12 +764,11 @@ export class KafkaSink implements Sink {
     return this.retryOutcome(error);
   }
 
-  private marker(p: Pending): Message {
+  /** The chunk's committed-topic marker (committed.ts), as a record of its own. */
+  private marker(p: Pending): ChunkRecords {
     const h = p.item.chunk.header;
-    return {
-      key: p.id,
-      value: Buffer.from(JSON.stringify({ g: this.opts.gatewayId, t: h.topic, n: h.lineCount, r: h.readAtMs })),
-    };
+    const value = Buffer.from(JSON.stringify({ g: this.opts.gatewayId, t: h.topic, n: h.lineCount, r: h.readAtMs }));
+    return givenRecords(this.config.committedTopic, [{ key: Buffer.from(p.id), value }], Date.now());
   }
 
   /**
@@ -927,13 +826,13 @@ export class KafkaSink implements Sink {
   private async closeClients(): Promise<void> {
     // A flush cut off by the stop deadline: abort its transaction rather than leave it open
     // until the broker times it out (read_committed consumers would wait that long).
-    const txn = this.openTxn;
-    if (txn?.isActive()) {
-      await Promise.race([txn.abort().catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
+    const producer = this.producer;
+    if (producer?.inTransaction) {
+      await Promise.race([producer.abortTransaction(), new Promise((r) => setTimeout(r, 5000))]);
     }
     await this.dropProducer();
     await this.committed?.stop().catch(() => undefined);
-    await this.admin?.disconnect().catch(() => undefined);
+    await this.driver?.close();
   }
 
   /** Exactly-once: whether this gateway knows the chunk as committed (by itself or another gateway). */

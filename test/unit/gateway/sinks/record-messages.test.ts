@@ -4,14 +4,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Partitioners, type Message, type PartitionMetadata } from 'kafkajs';
-import {
-  RequestPacker,
-  buildRecordMessages,
-  chunkPartitioner,
-  estimateRecordBytes,
-  maxExplicitPartition,
-  partitionOutOfRange,
-} from '../../../../gateway/sinks/kafka/records.js';
+import { RequestPacker, givenRecords, estimateRecordBytes, maxExplicitPartition, partitionOutOfRange } from '../../../../gateway/sinks/kafka/records.js';
+import { buildRecordMessages, chunkPartitioner } from '../../../../gateway/sinks/kafka/kafkajs/messages.js';
 import type { SinkRecord } from '../../../../gateway/sinks/sink.js';
 import { KafkaError } from '../../../../shared/errors.js';
 
@@ -87,9 +81,8 @@ describe('buildRecordMessages', () => {
       value: Buffer.alloc(100, 0x41),
       headers: { h: Buffer.alloc(200, 0x42) },
     }));
-    const { messages, sizes } = buildRecordMessages(records, 1);
     const packer = new RequestPacker({ maxBatchBytes: 10_000, maxBatchRecords: 1000 });
-    for (const [i, m] of messages.entries()) packer.add('t', m, sizes[i]!);
+    packer.addAll(givenRecords('t', records, 1));
     assert.ok(packer.requests.length >= 6, `${packer.requests.length} requests: the header bytes count`);
     for (const req of packer.requests) assert.ok(req.bytes <= 10_000);
   });

@@ -4,7 +4,8 @@ import fc from 'fast-check';
 import { RecordFlag } from '../../../../shared/chunk/codec.js';
 import { HEADER_NAMES } from '../../../../gateway/config.js';
 import { Partitioners, type PartitionMetadata } from 'kafkajs';
-import { RequestPacker, buildMessages, chunkPartitioner, flagsHeader } from '../../../../gateway/sinks/kafka/records.js';
+import { RequestPacker, flagsHeader, type ChunkRecords, type ProduceRequest } from '../../../../gateway/sinks/kafka/records.js';
+import { buildMessages, chunkPartitioner } from '../../../../gateway/sinks/kafka/kafkajs/messages.js';
 import { lineOffsets, testChunk } from './fixtures.js';
 
 const ALL = { headers: [...HEADER_NAMES], key: 'none' as const };
@@ -82,6 +83,22 @@ describe('buildMessages', () => {
   });
 });
 
+/** One record of `size` bytes whose value is its number, as the packer sees it. */
+function one(topic: string, size: number, n: number): ChunkRecords {
+  return { topic, count: 1, sizes: [size], bytes: size, valueBytes: 0, timestampMs: 0, given: [{ key: null, value: Buffer.from(String(n)) }] };
+}
+
+/** topic -> record values, of one request. */
+function contents(req: ProduceRequest): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const seg of req.segments) {
+    const list = out.get(seg.records.topic) ?? [];
+    for (let i = seg.from; i < seg.to; i++) list.push(seg.records.given![i]!.value.toString());
+    out.set(seg.records.topic, list);
+  }
+  return out;
+}
+
 describe('RequestPacker', () => {
   it('keeps every request under the byte and record limits, in order, with nothing lost', () => {
     fc.assert(
@@ -93,7 +110,7 @@ describe('RequestPacker', () => {
           const packer = new RequestPacker({ maxBatchBytes, maxBatchRecords });
           let lastIdx = 0;
           for (const [i, [topic, size]] of items.entries()) {
-            const idx = packer.add(topic, { value: String(i) }, size);
+            const idx = packer.add(one(topic, size, i), 0);
             assert.ok(idx >= lastIdx, 'requests only move forward');
             lastIdx = idx;
           }
@@ -102,9 +119,9 @@ describe('RequestPacker', () => {
           for (const req of packer.requests) {
             assert.ok(req.records <= maxBatchRecords);
             assert.ok(req.records === 1 || req.bytes <= maxBatchBytes, `request of ${req.bytes} bytes`);
-            for (const [topic, msgs] of req.topics) {
-              for (const m of msgs) {
-                const n = Number(m.value);
+            for (const [topic, values] of contents(req)) {
+              for (const v of values) {
+                const n = Number(v);
                 seen.push(n);
                 const list = perTopic.get(topic) ?? [];
                 list.push(n);
@@ -121,11 +138,11 @@ describe('RequestPacker', () => {
 
   it('gives a message that alone exceeds the limit a request of its own', () => {
     const packer = new RequestPacker({ maxBatchBytes: 1000, maxBatchRecords: 100 });
-    packer.add('t', { value: 'a' }, 10);
-    packer.add('t', { value: 'b' }, 5000);
-    packer.add('t', { value: 'c' }, 10);
+    packer.add(one('t', 10, 1), 0);
+    packer.add(one('t', 5000, 2), 0);
+    packer.add(one('t', 10, 3), 0);
     assert.equal(packer.requests.length, 3);
-    assert.deepEqual(packer.requests[1]!.topics.get('t'), [{ value: 'b' }]);
+    assert.deepEqual(contents(packer.requests[1]!).get('t'), ['2']);
   });
 });
 

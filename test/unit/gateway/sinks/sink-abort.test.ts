@@ -3,7 +3,7 @@
 // them a second time.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeKafka, fakeSink, gate } from './fake-kafka.js';
+import { FakeKafka, fakeSink, gate } from './fake-driver.js';
 import { makeLines, testChunk } from './fixtures.js';
 import { waitFor } from '../../../harness/wait.js';
 import type { KafkaSink } from '../../../../gateway/sinks/kafka/sink.js';
@@ -44,7 +44,7 @@ describe('Kafka sink abortInFlight (exactly-once)', () => {
     // The held produce request now returns: the sink must abort, not commit.
     hold.open();
     // (transaction 1 is the empty one that fences a previous producer at start)
-    await waitFor(() => fake.log.includes('abort 2'), 5000, 'the transaction to be aborted');
+    await waitFor(() => fake.log.includes('abort 1'), 5000, 'the transaction to be aborted');
     assert.deepEqual(fake.log.filter((l) => l.startsWith('commit')), []);
     assert.equal(fake.values('logs').length, 0);
     assert.equal(sink.isCommitted('agent-1', 1), false);
@@ -61,7 +61,7 @@ describe('Kafka sink abortInFlight (exactly-once)', () => {
     const sink = await fakeSink(fake);
     sinks.push(sink);
     const sent = sink.send([chunk(1)]);
-    await waitFor(() => fake.log.includes('commit 2'), 5000, 'the commit to be sent');
+    await waitFor(() => fake.log.includes('commit 1'), 5000, 'the commit to be sent');
     const aborted = sink.abortInFlight();
     assert.equal(await settledSoon(aborted), false, 'abortInFlight waits while the commit may still succeed');
     hold.open();

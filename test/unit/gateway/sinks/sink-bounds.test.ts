@@ -2,7 +2,7 @@
 // with a size cap, and metric labels name only topics Kafka has, at most a fixed number of them.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeKafka, fakeSink } from './fake-kafka.js';
+import { FakeKafka, fakeSink } from './fake-driver.js';
 import { testChunk } from './fixtures.js';
 import { CappedLabels, LruMap } from '../../../../gateway/sinks/kafka/bounded.js';
 import { createRegistry, type Registry } from '../../../../shared/metrics.js';

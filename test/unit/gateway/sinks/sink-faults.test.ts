@@ -2,7 +2,7 @@
 // setting (hold and retry visibly). Long records go alone in a request; Kafka decides.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeKafka, fakeSink, protocolError } from './fake-kafka.js';
+import { FakeKafka, fakeSink, protocolError } from './fake-driver.js';
 import { testChunk } from './fixtures.js';
 import type { KafkaSink } from '../../../../gateway/sinks/kafka/sink.js';
 import type { SinkChunk, SinkOutcome } from '../../../../gateway/sinks/sink.js';

@@ -2,7 +2,7 @@
 // failed flush is produced before the failed chunks are tried again.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeKafka, fakeSink } from './fake-kafka.js';
+import { FakeKafka, fakeSink } from './fake-driver.js';
 import { makeLines, testChunk } from './fixtures.js';
 import type { KafkaSink } from '../../../../gateway/sinks/kafka/sink.js';
 import type { SinkChunk } from '../../../../gateway/sinks/sink.js';

@@ -2,7 +2,7 @@
 // skew of the gateway's clock, and counts the ones it replaces.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeKafka, fakeSink } from './fake-kafka.js';
+import { FakeKafka, fakeSink } from './fake-driver.js';
 import { testChunk } from './fixtures.js';
 import { recordTimestamp } from '../../../../gateway/sinks/kafka/records.js';
 import { createRegistry } from '../../../../shared/metrics.js';
