@@ -4,26 +4,61 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { driverIssues } from './sinks/kafka/librdkafka/config.js';
 import { MAX_AGE_MS, bytes, ms, listenAddress, logLevel, tlsFiles, loadConfigFile } from '../shared/config/index.js';
 
 export const HEADER_NAMES = ['agent', 'host', 'path', 'offset', 'seq'] as const;
 
 const topicPatterns = z.array(z.string().min(1)).describe('topic name patterns ("*" matches any run of characters)');
 
-const sasl = z.strictObject({
-  mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
-  username: z.string(),
-  password: z.string(),
-});
+const sasl = z
+  .strictObject({
+    mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512', 'oauthbearer', 'gssapi']).describe('oauthbearer (OIDC client credentials) and gssapi (Kerberos) need kafka.driver: librdkafka'),
+    username: z.string().optional().describe('plain, scram-*: required'),
+    password: z.string().optional().describe('plain, scram-*: required'),
+    oauthbearer: z
+      .strictObject({
+        tokenEndpointUrl: z.string().min(1).describe('the OIDC token endpoint (client credentials grant)'),
+        clientId: z.string().min(1),
+        clientSecret: z.string(),
+        scope: z.string().optional(),
+      })
+      .optional()
+      .describe('oauthbearer: required (librdkafka sasl.oauthbearer.method=oidc)'),
+    kerberos: z
+      .strictObject({
+        serviceName: z.string().min(1).default('kafka').describe("the brokers' Kerberos service name"),
+        principal: z.string().optional().describe("this client's principal"),
+        keytab: z.string().optional().describe('keytab file of the principal'),
+        kinitCmd: z.string().optional().describe("librdkafka's sasl.kerberos.kinit.cmd, when its default does not fit"),
+      })
+      .optional()
+      .describe('gssapi: Kerberos settings (default service name kafka, the ticket cache of the user)'),
+  })
+  .superRefine((s, ctx) => {
+    const userPass = s.mechanism === 'plain' || s.mechanism.startsWith('scram-');
+    if (userPass) {
+      if (s.username === undefined) ctx.addIssue({ code: 'custom', path: ['username'], message: `required for mechanism ${s.mechanism}` });
+      if (s.password === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: `required for mechanism ${s.mechanism}` });
+    }
+    if (s.mechanism === 'oauthbearer' && s.oauthbearer === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['oauthbearer'], message: 'required for mechanism oauthbearer: { tokenEndpointUrl, clientId, clientSecret, scope }' });
+    }
+  });
+
+const librdkafkaValue = z.union([z.string(), z.number(), z.boolean()]);
 
 const kafka = z.strictObject({
   brokers: z.array(z.string().min(1)).min(1).describe('bootstrap brokers, host:port'),
   clientId: z.string().default('ferry-gateway'),
   delivery: z.enum(['exactly-once', 'at-least-once']).default('exactly-once').describe('exactly-once: Kafka transactions plus a committed-chunk set; at-least-once: faster, may duplicate on redelivery'),
-  driver: z.enum(['kafkajs']).default('kafkajs').describe('the Kafka client behind the sink interface'),
+  driver: z
+    .enum(['kafkajs', 'librdkafka'])
+    .default('kafkajs')
+    .describe('the Kafka client behind the sink: kafkajs (pure JavaScript) or librdkafka (the optional native package @confluentinc/kafka-javascript)'),
   headers: z.array(z.enum(HEADER_NAMES)).default([...HEADER_NAMES]).describe('which ferry.* headers each record carries'),
   key: z.enum(['none', 'host', 'path']).default('none').describe('record key: none, the agent host, or the source path (keeps a file in one partition)'),
-  compression: z.enum(['none', 'gzip']).default('none'),
+  compression: z.enum(['none', 'gzip', 'lz4', 'zstd', 'snappy']).default('none').describe('lz4, zstd and snappy need kafka.driver: librdkafka'),
   ssl: z.union([z.boolean(), tlsFiles]).default(false),
   sasl: sasl.optional(),
   transactionalIdPrefix: z.string().default('ferry-gateway').describe('exactly-once: transactional.id is <prefix>-<gateway id>'),
@@ -41,6 +76,12 @@ const kafka = z.strictObject({
   lingerMs: ms().default(20).describe('wait this long for more chunks before producing a batch'),
   requestTimeoutMs: ms({ min: 100 }).default(30000),
   allowAutoTopicCreation: z.boolean().default(false),
+  librdkafka: z
+    .record(z.string(), librdkafkaValue)
+    .default({})
+    .describe('kafka.driver librdkafka: extra librdkafka properties, passed as they are (e.g. linger.ms, ssl.endpoint.identification.algorithm); those Ferry sets itself are refused'),
+}).superRefine((k, ctx) => {
+  for (const issue of driverIssues(k)) ctx.addIssue({ code: 'custom', path: issue.path.split('.').slice(1), message: issue.message });
 });
 
 const nats = z.strictObject({

@@ -5,9 +5,13 @@
 import type { DriverContext, KafkaDriver } from './driver.js';
 import { KafkajsDriver } from './kafkajs/driver.js';
 
-export function createDriver(ctx: DriverContext): Promise<KafkaDriver> {
+export async function createDriver(ctx: DriverContext): Promise<KafkaDriver> {
   switch (ctx.config.driver) {
     case 'kafkajs':
-      return Promise.resolve(new KafkajsDriver(ctx));
+      return new KafkajsDriver(ctx);
+    case 'librdkafka': {
+      const { createLibrdkafkaDriver } = await import('./librdkafka/driver.js');
+      return createLibrdkafkaDriver(ctx);
+    }
   }
 }

@@ -1,0 +1,250 @@
+/**
+ * The librdkafka driver (driver.ts): @confluentinc/kafka-javascript's native API (not its
+ * KafkaJS-compatible layer), loaded only when `kafka.driver` is `librdkafka` (native.ts).
+ *
+ * - Producer (producer.ts): idempotent, acks=all, delivery reports of failures only, records
+ *   handed to librdkafka's accumulator per request and flushed once per send; exactly-once
+ *   adds transactional.id (initTransactions fences the previous producer of that id and aborts
+ *   the transaction it left open: measured, issue 12 findings).
+ * - Partitions of unkeyed records: one per ChunkRecords, round-robin over the topic's partition
+ *   count (cached per topic for a minute, LRU-bounded; looked up again when a picked partition
+ *   is refused); keyed records: librdkafka's murmur2 (where the Java client puts them).
+ * - Reader (reader.ts): a KafkaConsumer assign()ed from the beginning, read_committed.
+ * - Admin: the native AdminClient (listTopics, describeTopics, createTopic, listOffsets with
+ *   read_committed for the last stable offset). The binding has no DescribeConfigs, so
+ *   topicConfig() asks through a kafkajs admin client (created on first use), which can
+ *   authenticate with plain and scram only: with oauthbearer or gssapi it rejects, and the
+ *   core only logs that it could not check the committed topic's settings.
+ * - librdkafka's log and error events go to the gateway's logger (warnings at most once per
+ *   message every 10 s).
+ */
+import { Kafka } from 'kafkajs';
+import type { Admin } from 'kafkajs';
+import type { Logger } from '../../../../shared/log.js';
+import { KafkaError, errorMessage } from '../../../../shared/errors.js';
+import { LruMap } from '../bounded.js';
+import type { DriverContext, DriverProducer, DriverReader, KafkaDriver, ProducerOptions, ReaderOptions, TopicSpec } from '../driver.js';
+import { kafkaClientConfig } from '../kafkajs/driver.js';
+import { adminConfig, producerConfig } from './config.js';
+import { codeNames, kafkaType, toKafkaError, type CodeNames } from './errors.js';
+import { load, type ListedOffset, type TopicDescription, type NativeAdmin, type NativeError, type NativeProducer, type RdKafka } from './native.js';
+import { LibrdkafkaProducer, call, type PartitionPicker } from './producer.js';
+import { LibrdkafkaReader } from './reader.js';
+
+/** How long a topic's partition count is used before it is looked up again. */
+const PARTITIONS_MAX_AGE_MS = 60_000;
+const TOPIC_CACHE_MAX = 10_000;
+
+interface EventSource {
+  on(event: 'event.error', fn: (err: NativeError) => void): void;
+  on(event: 'event.log', fn: (log: { severity: number; fac: string; message: string }) => void): void;
+}
+
+/** Routes a native client's log and error events to `log` (warnings throttled per message). */
+function watchEvents(client: EventSource, log: Logger, names: CodeNames): void {
+  const last = new Map<string, number>();
+  const warn = (key: string, obj: Record<string, unknown>, msg: string): void => {
+    const now = Date.now();
+    if ((last.get(key) ?? 0) > now - 10_000) return;
+    if (last.size > 1000) last.clear();
+    last.set(key, now);
+    log.warn(obj, msg);
+  };
+  client.on('event.error', (err) => {
+    const type = typeof err.code === 'number' ? kafkaType(err.code, names) : 'unknown';
+    warn(`error:${type}`, { type, fatal: err.isFatal === true }, `librdkafka: ${err.message}`);
+  });
+  client.on('event.log', (entry) => {
+    if (entry.severity <= 4) warn(`log:${entry.fac}:${entry.message}`, { facility: entry.fac, severity: entry.severity }, `librdkafka: ${entry.message}`);
+    else log.debug({ facility: entry.fac, severity: entry.severity }, `librdkafka: ${entry.message}`);
+  });
+}
+
+/** `kafka.driver: librdkafka`; rejects with a ConfigError naming kafka.driver when the package cannot be loaded. */
+export function createLibrdkafkaDriver(ctx: DriverContext): Promise<KafkaDriver> {
+  try {
+    return Promise.resolve(new LibrdkafkaDriver(ctx, load()));
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+export class LibrdkafkaDriver implements KafkaDriver {
+  readonly name = 'librdkafka';
+  private readonly names: CodeNames;
+  private admin: NativeAdmin | undefined;
+  private kafkajsAdmin: Admin | undefined;
+  private readonly counts = new LruMap<string, { count: number; at: number; next: number }>(TOPIC_CACHE_MAX);
+  private readonly log: Logger;
+
+  constructor(
+    private readonly ctx: DriverContext,
+    private readonly lib: RdKafka,
+  ) {
+    this.names = codeNames(lib.CODES.ERRORS);
+    this.log = ctx.log.child({ driver: 'librdkafka' });
+  }
+
+  private get timeoutMs(): number {
+    return Math.max(1000, Math.min(this.ctx.config.requestTimeoutMs, 30_000));
+  }
+
+  private error(err: unknown, what: string): KafkaError {
+    return toKafkaError(err, what, { names: this.names });
+  }
+
+  private adminClient(): NativeAdmin {
+    if (this.admin === undefined) throw new KafkaError('the librdkafka driver is not connected', true);
+    return this.admin;
+  }
+
+  async connect(): Promise<void> {
+    if (this.admin === undefined) {
+      const admin = this.lib.AdminClient.create(adminConfig(this.ctx.config));
+      watchEvents(admin as unknown as EventSource, this.log, this.names);
+      this.admin = admin;
+    }
+    // The admin client connects lazily: ask for the metadata to know that Kafka answers.
+    await this.listTopics();
+  }
+
+  async listTopics(): Promise<string[]> {
+    try {
+      return await call<string[]>((cb) => this.adminClient().listTopics({ timeout: this.timeoutMs }, cb));
+    } catch (err) {
+      throw this.error(err, 'cannot list the Kafka topics');
+    }
+  }
+
+  async partitionCount(topic: string): Promise<number | undefined> {
+    let described: TopicDescription[];
+    try {
+      described = await call<TopicDescription[]>((cb) => this.adminClient().describeTopics([topic], { timeout: this.timeoutMs }, cb));
+    } catch (err) {
+      const e = this.error(err, `cannot describe topic "${topic}"`);
+      if ((e as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return undefined;
+      throw e;
+    }
+    const t = described.find((d) => d.name === topic);
+    if (t === undefined || t.partitions.length === 0) return undefined;
+    if (t.error !== undefined && t.error !== null) {
+      const e = this.error(t.error, `cannot describe topic "${topic}"`);
+      if ((e as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return undefined;
+      throw e;
+    }
+    return t.partitions.length;
+  }
+
+  async createTopic(spec: TopicSpec): Promise<void> {
+    try {
+      await call((cb) => this.adminClient().createTopic({ topic: spec.topic, num_partitions: spec.partitions, replication_factor: -1, config: { ...spec.config } }, this.timeoutMs, cb));
+    } catch (err) {
+      throw this.error(err, `cannot create topic "${spec.topic}"`);
+    }
+    // Like kafkajs' waitForLeaders: the topic is usable once every partition has a leader.
+    const deadline = Date.now() + this.timeoutMs;
+    while (Date.now() < deadline) {
+      const described = await call<TopicDescription[]>((cb) => this.adminClient().describeTopics([spec.topic], { timeout: this.timeoutMs }, cb)).catch((): TopicDescription[] => []);
+      const t = described.find((d) => d.name === spec.topic);
+      if (t !== undefined && t.partitions.length === spec.partitions && t.partitions.every((p) => (p as { leader?: unknown }).leader != null)) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async topicConfig(topic: string, names: readonly string[]): Promise<Record<string, string | undefined>> {
+    const mechanism = this.ctx.config.sasl?.mechanism;
+    if (mechanism === 'oauthbearer' || mechanism === 'gssapi') {
+      throw new KafkaError(`topic settings cannot be read with kafka.sasl.mechanism ${mechanism} (the librdkafka binding has no DescribeConfigs)`, false);
+    }
+    if (this.kafkajsAdmin === undefined) {
+      const admin = new Kafka(kafkaClientConfig(this.ctx.config, this.log)).admin();
+      await admin.connect();
+      this.kafkajsAdmin = admin;
+    }
+    const res = await this.kafkajsAdmin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: topic }] });
+    const entries = res.resources[0]?.configEntries ?? [];
+    return Object.fromEntries(names.map((n) => [n, entries.find((e) => e.configName === n)?.configValue]));
+  }
+
+  async endOffsets(topic: string): Promise<Map<number, { low: number; high: number }>> {
+    const count = await this.partitionCount(topic);
+    const out = new Map<number, { low: number; high: number }>();
+    if (count === undefined) return out;
+    const ask = async (offset: unknown): Promise<Map<number, number>> => {
+      const parts = Array.from({ length: count }, (_, partition) => ({ topic, partition, offset }));
+      const res = await call<ListedOffset[]>((cb) => this.adminClient().listOffsets(parts, { timeout: this.timeoutMs, isolationLevel: this.lib.IsolationLevel.READ_COMMITTED }, cb));
+      const m = new Map<number, number>();
+      for (const r of res) {
+        if (r.error) throw r.error;
+        m.set(r.partition, Number(r.offset));
+      }
+      return m;
+    };
+    try {
+      const [low, high] = [await ask(this.lib.OffsetSpec.EARLIEST), await ask(this.lib.OffsetSpec.LATEST)];
+      for (const [p, h] of high) out.set(p, { low: low.get(p) ?? 0, high: h });
+    } catch (err) {
+      throw this.error(err, `cannot read the end offsets of topic "${topic}"`);
+    }
+    return out;
+  }
+
+  /** Round-robin partition picks per topic (see the top of this file). */
+  private readonly picker: PartitionPicker = {
+    pick: async (topic: string): Promise<number> => {
+      let known = this.counts.get(topic);
+      if (known === undefined || Date.now() - known.at > PARTITIONS_MAX_AGE_MS) {
+        // An unknown topic (auto-creation on, or to be refused by Kafka): partition 0 keeps the chunk together.
+        const count = (await this.partitionCount(topic).catch(() => undefined)) ?? 1;
+        known = { count, at: Date.now(), next: known?.next ?? Math.floor(Math.random() * count) };
+        this.counts.set(topic, known);
+      }
+      const p = known.next % known.count;
+      known.next = (p + 1) % known.count;
+      return p;
+    },
+    refused: (topic: string): void => {
+      this.counts.delete(topic);
+    },
+  };
+
+  async createProducer(opts: ProducerOptions): Promise<DriverProducer> {
+    const c = this.ctx.config;
+    let native: NativeProducer;
+    try {
+      native = new this.lib.Producer(producerConfig(c, opts));
+    } catch (err) {
+      throw new KafkaError(`librdkafka refused the producer settings (check kafka.librdkafka): ${errorMessage(err)}`, false, { cause: err });
+    }
+    const producer = new LibrdkafkaProducer(native, this.names, c, this.picker, this.log);
+    watchEvents(native, this.log, this.names);
+    native.on('event.error', (err) => {
+      if (err.isFatal === true) producer.fatal = err;
+    });
+    try {
+      await call((cb) => native.connect({ timeout: Math.max(c.requestTimeoutMs, 10_000) }, cb));
+      // Serves error events and logs between flushes (a flush serves the delivery reports itself).
+      native.setPollInterval(500);
+      if (opts.transactionalId !== undefined) await call((cb) => native.initTransactions(Math.max(c.requestTimeoutMs, 10_000), cb));
+    } catch (err) {
+      await producer.close();
+      throw toKafkaError(err, opts.transactionalId !== undefined ? `cannot start the transactional producer "${opts.transactionalId}"` : 'cannot start the producer', { names: this.names, fatal: producer.fatal });
+    }
+    return producer;
+  }
+
+  createReader(opts: ReaderOptions): DriverReader {
+    return new LibrdkafkaReader(this.lib, this.ctx.config, (topic) => this.partitionCount(topic), (client) => watchEvents(client, this.log, this.names), this.log, opts);
+  }
+
+  async close(): Promise<void> {
+    try {
+      this.admin?.disconnect();
+    } catch {
+      // already disconnected
+    }
+    this.admin = undefined;
+    await this.kafkajsAdmin?.disconnect().catch(() => undefined);
+    this.kafkajsAdmin = undefined;
+  }
+}
