@@ -26,7 +26,7 @@ import { LruMap } from '../bounded.js';
 import type { DriverContext, DriverProducer, DriverReader, KafkaDriver, ProducerOptions, ReaderOptions, TopicSpec } from '../driver.js';
 import { kafkaClientConfig } from '../kafkajs/driver.js';
 import { adminConfig, producerConfig } from './config.js';
-import { codeNames, kafkaType, toKafkaError, type CodeNames } from './errors.js';
+import { codeNames, toKafkaError, type CodeNames } from './errors.js';
 import { load, type ListedOffset, type TopicDescription, type NativeAdmin, type NativeError, type NativeProducer, type RdKafka } from './native.js';
 import { LibrdkafkaProducer, call, type PartitionPicker } from './producer.js';
 import { LibrdkafkaReader } from './reader.js';
@@ -41,7 +41,7 @@ interface EventSource {
 }
 
 /** Routes a native client's log and error events to `log` (warnings throttled per message). */
-function watchEvents(client: EventSource, log: Logger, names: CodeNames): void {
+function watchEvents(client: EventSource, log: Logger): void {
   const last = new Map<string, number>();
   const warn = (key: string, obj: Record<string, unknown>, msg: string): void => {
     const now = Date.now();
@@ -50,10 +50,8 @@ function watchEvents(client: EventSource, log: Logger, names: CodeNames): void {
     last.set(key, now);
     log.warn(obj, msg);
   };
-  client.on('event.error', (err) => {
-    const type = typeof err.code === 'number' ? kafkaType(err.code, names) : 'unknown';
-    warn(`error:${type}`, { type, fatal: err.isFatal === true }, `librdkafka: ${err.message}`);
-  });
+  // (the binding's error events carry librdkafka's message only: no code, no fatal flag)
+  client.on('event.error', (err) => warn(`error:${err.message}`, {}, `librdkafka: ${err.message}`));
   client.on('event.log', (entry) => {
     if (entry.severity <= 4) warn(`log:${entry.fac}:${entry.message}`, { facility: entry.fac, severity: entry.severity }, `librdkafka: ${entry.message}`);
     else log.debug({ facility: entry.fac, severity: entry.severity }, `librdkafka: ${entry.message}`);
@@ -101,7 +99,7 @@ export class LibrdkafkaDriver implements KafkaDriver {
   async connect(): Promise<void> {
     if (this.admin === undefined) {
       const admin = this.lib.AdminClient.create(adminConfig(this.ctx.config));
-      watchEvents(admin as unknown as EventSource, this.log, this.names);
+      watchEvents(admin as unknown as EventSource, this.log);
       this.admin = admin;
     }
     // The admin client connects lazily: ask for the metadata to know that Kafka answers.
@@ -217,10 +215,7 @@ export class LibrdkafkaDriver implements KafkaDriver {
       throw new KafkaError(`librdkafka refused the producer settings (check kafka.librdkafka): ${errorMessage(err)}`, false, { cause: err });
     }
     const producer = new LibrdkafkaProducer(native, this.names, c, this.picker, this.log);
-    watchEvents(native, this.log, this.names);
-    native.on('event.error', (err) => {
-      if (err.isFatal === true) producer.fatal = err;
-    });
+    watchEvents(native, this.log);
     try {
       await call((cb) => native.connect({ timeout: Math.max(c.requestTimeoutMs, 10_000) }, cb));
       // Serves error events and logs between flushes (a flush serves the delivery reports itself).
@@ -228,13 +223,13 @@ export class LibrdkafkaDriver implements KafkaDriver {
       if (opts.transactionalId !== undefined) await call((cb) => native.initTransactions(Math.max(c.requestTimeoutMs, 10_000), cb));
     } catch (err) {
       await producer.close();
-      throw toKafkaError(err, opts.transactionalId !== undefined ? `cannot start the transactional producer "${opts.transactionalId}"` : 'cannot start the producer', { names: this.names, fatal: producer.fatal });
+      throw toKafkaError(err, opts.transactionalId !== undefined ? `cannot start the transactional producer "${opts.transactionalId}"` : 'cannot start the producer', { names: this.names });
     }
     return producer;
   }
 
   createReader(opts: ReaderOptions): DriverReader {
-    return new LibrdkafkaReader(this.lib, this.ctx.config, (topic) => this.partitionCount(topic), (client) => watchEvents(client, this.log, this.names), this.log, opts);
+    return new LibrdkafkaReader(this.lib, this.ctx.config, (topic) => this.partitionCount(topic), (client) => watchEvents(client, this.log), this.log, opts);
   }
 
   async close(): Promise<void> {

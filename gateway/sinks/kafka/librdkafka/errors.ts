@@ -8,8 +8,8 @@
  * few that differ otherwise are listed below. Local errors (`ERR__*`, negative codes) that mean
  * a protocol condition are mapped to it (a fenced transactional producer, an unknown topic or
  * partition); the other local errors keep librdkafka's name (e.g. `ERR__MSG_TIMED_OUT`), which
- * classify.ts treats as transient. `ERR__FATAL` stands for the producer's fatal error, reported
- * before through `event.error`: that one's name is used when known.
+ * classify.ts treats as transient. `ERR__FATAL` stands for the producer's fatal error, which an
+ * earlier call returned (isFatal): that one's name is used when known.
  */
 import { KafkaError } from '../../../../shared/errors.js';
 import type { NativeError } from './native.js';
@@ -73,7 +73,7 @@ export class LibrdkafkaError extends KafkaError {
 
 export interface ErrorContext {
   names: CodeNames;
-  /** the producer's fatal error (event.error with isFatal), when one was reported */
+  /** the producer's fatal error (a call's error with isFatal), when one was returned */
   fatal?: NativeError | undefined;
 }
 

@@ -50,13 +50,16 @@ export function call<T>(fn: (cb: Callback<T>) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
 }
 
+/** librdkafka's ERR__PURGE_QUEUE, ERR__PURGE_INFLIGHT */
+const PURGED = new Set([-152, -151]);
+
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class LibrdkafkaProducer implements DriverProducer {
   private failed: Failed[] = [];
   private open = false;
-  /** the fatal error librdkafka reported (event.error with isFatal), if any */
-  fatal: NativeError | undefined;
+  /** the first fatal error a call returned (isFatal), if any: ERR__FATAL later stands for it */
+  private fatal: NativeError | undefined;
   /** partition picked per ChunkRecords (its unkeyed records all go there) */
   private readonly picks = new WeakMap<ChunkRecords, number>();
 
@@ -77,6 +80,7 @@ export class LibrdkafkaProducer implements DriverProducer {
   }
 
   private error(err: unknown, what: string): KafkaError {
+    if ((err as Partial<NativeError> | null)?.isFatal === true && this.fatal === undefined) this.fatal = err as NativeError;
     return toKafkaError(err, what, { names: this.names, fatal: this.fatal });
   }
 
@@ -106,6 +110,23 @@ export class LibrdkafkaProducer implements DriverProducer {
   private async finish(requests: readonly ProduceRequest[], local: SendFailure | undefined): Promise<SendFailure | undefined> {
     await this.flush();
     return this.settle(requests, local);
+  }
+
+  /**
+   * Records purged by librdkafka itself mean a fatal error of the transactional producer
+   * (fenced, epoch bumped by the coordinator); the error events carry no code, but an abort then
+   * fails with the fatal error (ERR__FENCED -> PRODUCER_FENCED): its error replaces the purge's.
+   */
+  private async fatalReason(failure: SendFailure): Promise<SendFailure> {
+    if (!this.open || !this.failed.some((f) => PURGED.has(f.error.code))) return failure;
+    try {
+      await call((cb) => this.native.abortTransaction(this.config.requestTimeoutMs, cb));
+      this.open = false;
+      return failure;
+    } catch (err) {
+      if ((err as Partial<NativeError>).isFatal === true) this.fatal = err as NativeError;
+      return { failedAt: failure.failedAt, error: this.error(err, 'the Kafka producer failed fatally') };
+    }
   }
 
   /** set by flush() when it timed out: the fate of the records handed over is unknown */
@@ -153,7 +174,7 @@ export class LibrdkafkaProducer implements DriverProducer {
   }
 
   /** The failure of this send, from a local one (at its request) and the failed records' reports. */
-  private settle(requests: readonly ProduceRequest[], local: SendFailure | undefined): SendFailure | undefined {
+  private async settle(requests: readonly ProduceRequest[], local: SendFailure | undefined): Promise<SendFailure | undefined> {
     let failure = local;
     for (const f of this.failed) {
       const at = this.requestOf(requests, f);
@@ -163,6 +184,7 @@ export class LibrdkafkaProducer implements DriverProducer {
     if (this.flushError !== undefined) failure = { failedAt: 0, error: failure?.error ?? this.flushError };
     this.flushError = undefined;
     if (failure !== undefined && this.failed.length > 0) {
+      failure = await this.fatalReason(failure);
       this.log.debug({ failedRecords: this.failed.length, failedAt: failure.failedAt, err: errorMessage(failure.error) }, 'librdkafka: records failed');
     }
     this.failed = [];
