@@ -81,7 +81,7 @@ const kafka = z.strictObject({
     .default({})
     .describe('kafka.driver librdkafka: extra librdkafka properties, passed as they are (e.g. linger.ms, ssl.endpoint.identification.algorithm); those Ferry sets itself are refused'),
 }).superRefine((k, ctx) => {
-  for (const issue of driverIssues(k)) ctx.addIssue({ code: 'custom', path: issue.path.split('.').slice(1), message: issue.message });
+  for (const issue of driverIssues(k)) ctx.addIssue({ code: 'custom', path: [...issue.key], message: issue.message });
 });
 
 const nats = z.strictObject({

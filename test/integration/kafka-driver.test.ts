@@ -171,7 +171,7 @@ for (const { name, make } of DRIVERS) {
         error = err;
       }
       assert.ok(error !== undefined, 'the fenced producer cannot commit');
-      assert.equal(classifyError(error), 'fenced', `types: ${errorTypes(error).join(', ')}: ${error instanceof Error ? error.message : "?"}`);
+      assert.equal(classifyError(error), 'fenced', `types: ${errorTypes(error).join(', ')}: ${error instanceof Error ? error.message : '?'}`);
       assert.deepEqual(await kafka.readAll(topic), []);
     });
 

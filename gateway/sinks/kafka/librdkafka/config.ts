@@ -14,7 +14,7 @@
  * (`message.timeout.ms`), and so does a request on a silent socket (`socket.timeout.ms`), so an
  * outage becomes a retry within about that time.
  */
-import type { ConfigIssue } from '../../../../shared/errors.js';
+import { ConfigError } from '../../../../shared/errors.js';
 import type { KafkaSinkConfig } from '../driver.js';
 import type { NativeConfig } from './native.js';
 
@@ -65,29 +65,43 @@ export interface DriverSettings {
 const LIBRDKAFKA_ONLY_COMPRESSION = new Set(['lz4', 'zstd', 'snappy']);
 const LIBRDKAFKA_ONLY_SASL = new Set(['oauthbearer', 'gssapi']);
 
+/** A setting the chosen driver cannot honour: `key` is its path under `kafka`. */
+export interface DriverIssue {
+  key: readonly string[];
+  message: string;
+}
+
 /**
- * Settings the chosen driver cannot honour, as config issues (empty when all is fine): the
- * kafkajs driver has no lz4/zstd/snappy codec, no OIDC or Kerberos, and no librdkafka properties.
+ * Settings the chosen driver cannot honour (empty when all is fine): the kafkajs driver has no
+ * lz4/zstd/snappy codec, no OIDC or Kerberos, and no librdkafka properties; the librdkafka
+ * driver refuses the properties Ferry owns (DENIED). gateway/config.ts reports them while
+ * parsing; `checkDriverSettings` throws them as a ConfigError.
  */
-export function driverIssues(k: DriverSettings): ConfigIssue[] {
-  const issues: ConfigIssue[] = [];
+export function driverIssues(k: DriverSettings): DriverIssue[] {
+  const issues: DriverIssue[] = [];
   if (k.driver === 'librdkafka') {
     for (const key of Object.keys(k.librdkafka)) {
       const owner = DENIED[key];
-      if (owner !== undefined) issues.push({ path: `kafka.librdkafka.${key}`, message: `Ferry sets this property itself (${owner}); remove it` });
+      if (owner !== undefined) issues.push({ key: ['librdkafka', key], message: `Ferry sets this property itself (${owner}); remove it` });
     }
     return issues;
   }
   if (LIBRDKAFKA_ONLY_COMPRESSION.has(k.compression)) {
-    issues.push({ path: 'kafka.compression', message: `${k.compression} needs kafka.driver: librdkafka (kafka.driver ${k.driver} has none and gzip only)` });
+    issues.push({ key: ['compression'], message: `${k.compression} needs kafka.driver: librdkafka (kafka.driver ${k.driver} has none and gzip only)` });
   }
   if (k.sasl !== undefined && LIBRDKAFKA_ONLY_SASL.has(k.sasl.mechanism)) {
-    issues.push({ path: 'kafka.sasl.mechanism', message: `${k.sasl.mechanism} needs kafka.driver: librdkafka (kafka.driver ${k.driver} supports plain, scram-sha-256, scram-sha-512)` });
+    issues.push({ key: ['sasl', 'mechanism'], message: `${k.sasl.mechanism} needs kafka.driver: librdkafka (kafka.driver ${k.driver} supports plain, scram-sha-256, scram-sha-512)` });
   }
   if (Object.keys(k.librdkafka).length > 0) {
-    issues.push({ path: 'kafka.librdkafka', message: `librdkafka properties apply only with kafka.driver: librdkafka (kafka.driver is ${k.driver})` });
+    issues.push({ key: ['librdkafka'], message: `librdkafka properties apply only with kafka.driver: librdkafka (kafka.driver is ${k.driver})` });
   }
   return issues;
+}
+
+/** Throws a ConfigError naming each `kafka.*` setting the chosen driver cannot honour. */
+export function checkDriverSettings(k: DriverSettings): void {
+  const issues = driverIssues(k);
+  if (issues.length > 0) throw new ConfigError(issues.map((i) => ({ path: ['kafka', ...i.key].join('.'), message: i.message })));
 }
 
 const MECHANISMS: Readonly<Record<string, string>> = {
