@@ -47,7 +47,7 @@ describe('librdkafka errors -> Kafka protocol error types', () => {
       const cause = native(code);
       const e = toKafkaError(cause, 'produce', { names });
       assert.ok(e instanceof LibrdkafkaError && e instanceof KafkaError);
-      assert.equal((e as LibrdkafkaError).type, type);
+      assert.equal((e).type, type);
       assert.equal(e.cause, cause, 'cause is the library error');
       assert.equal(e.retriable, retriable, type);
       assert.equal(classifyError(e), cls, type);
