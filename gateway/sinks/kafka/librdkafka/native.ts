@@ -105,14 +105,19 @@ export const INSTALL_HINT =
 
 let cached: RdKafka | undefined;
 
-/** The native library, required on first use; a ConfigError naming kafka.driver when it cannot be loaded. */
-export function load(): RdKafka {
-  if (cached !== undefined) return cached;
+/**
+ * The native library, required on first use; a ConfigError naming kafka.driver when it cannot be
+ * loaded (not installed, or installed without its native build). `name`: for tests.
+ */
+export function load(name = PACKAGE): RdKafka {
+  if (cached !== undefined && name === PACKAGE) return cached;
+  let lib: RdKafka;
   try {
-    cached = createRequire(import.meta.url)(PACKAGE) as RdKafka;
+    lib = createRequire(import.meta.url)(name) as RdKafka;
   } catch (err) {
     const why = err instanceof Error ? err.message.split('\n')[0]! : String(err);
-    throw new ConfigError([{ path: 'kafka.driver', message: `librdkafka needs the optional package ${PACKAGE}, which cannot be loaded (${why}): ${INSTALL_HINT}` }], undefined, { cause: err });
+    throw new ConfigError([{ path: 'kafka.driver', message: `librdkafka needs the optional package ${name}, which cannot be loaded (${why}): ${INSTALL_HINT}` }], undefined, { cause: err });
   }
-  return cached;
+  if (name === PACKAGE) cached = lib;
+  return lib;
 }

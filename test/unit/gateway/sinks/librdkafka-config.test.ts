@@ -4,6 +4,7 @@ import { parseConfigText } from '../../../../shared/config/load.js';
 import { ConfigError } from '../../../../shared/errors.js';
 import { gatewayConfigSchema, type GatewayConfig } from '../../../../gateway/config.js';
 import { DENIED, adminConfig, checkDriverSettings, producerConfig, readerConfig } from '../../../../gateway/sinks/kafka/librdkafka/config.js';
+import { load } from '../../../../gateway/sinks/kafka/librdkafka/native.js';
 
 const HTTP = 'http:\n  allowAnonymous: true\n';
 
@@ -156,5 +157,24 @@ describe('librdkafka driver: settings Ferry owns and settings only one driver ha
       (err: unknown) => err instanceof ConfigError && err.issues.length === 1 && err.issues[0]!.path === 'kafka.compression' && /kafka\.driver/.test(err.issues[0]!.message),
     );
     assert.doesNotThrow(() => checkDriverSettings({ driver: 'librdkafka', compression: 'zstd', librdkafka: { 'linger.ms': 5 } }));
+  });
+});
+
+describe('librdkafka driver: the optional native package', () => {
+  it('refuses kafka.driver librdkafka without the package with a ConfigError naming kafka.driver and how to install it', () => {
+    assert.throws(
+      () => load('@confluentinc/no-such-package-for-ferry-tests'),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.issues[0]!.path === 'kafka.driver' &&
+        /CKJS_LINKING=dynamic npm ci/.test(err.issues[0]!.message) &&
+        /kafka\.driver: kafkajs/.test(err.issues[0]!.message),
+    );
+  });
+
+  it('loads the installed package', () => {
+    const lib = load();
+    assert.equal(typeof lib.Producer, 'function');
+    assert.match(lib.librdkafkaVersion, /^2\./);
   });
 });
