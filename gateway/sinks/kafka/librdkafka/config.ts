@@ -180,7 +180,8 @@ export function producerConfig(c: KafkaSinkConfig, opts: { transactionalId?: str
     // instead of waiting out message.timeout.ms; with auto-creation on, the broker gets time to create it.
     'topic.metadata.propagation.max.ms': c.allowAutoTopicCreation ? Math.min(30_000, c.requestTimeoutMs) : Math.min(2000, c.requestTimeoutMs),
     partitioner: 'murmur2_random',
-    dr_cb: true,
+    // reports of failed records only, with their value (to find the request they were in)
+    dr_msg_cb: true,
     'delivery.report.only.error': true,
   };
   if (opts.transactionalId !== undefined) {

@@ -30,6 +30,8 @@ export interface DeliveryReport {
   offset: number;
   /** the record value's length */
   size: number;
+  /** the record's value (dr_msg_cb) */
+  value?: Buffer | null;
 }
 
 export interface NativeProducer {

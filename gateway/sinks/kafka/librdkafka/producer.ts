@@ -11,9 +11,11 @@
  *
  * Failures without a delivery report per record. Delivery reports come to JavaScript only for
  * failed records (`delivery.report.only.error`): a report per record costs ~6 µs on the JS
- * thread, more than everything else but the headers. A failed record is mapped to the FIRST
- * request holding a record of its topic, partition (when known) and value size: never later than
- * the request it really was in, so every request before `failedAt` was acknowledged in full.
+ * thread, more than everything else but the headers. A failed record's report carries its value
+ * (`dr_msg_cb`: copied for failed records only); it is mapped to the FIRST request holding a
+ * record of its topic, partition (when known) and value bytes: never later than the request it
+ * really was in (equal lines may match earlier), so every request before `failedAt` was
+ * acknowledged in full, and an outage retries only what librdkafka had not delivered.
  * A flush that times out leaves the records' fate unknown: `failedAt` is 0.
  * Reports reach JavaScript after the flush callback (the binding dispatches them on the next
  * event-loop turns): the producer waits two turns after each flush before reading them.
@@ -23,6 +25,7 @@
  * after a failed send. A producer that saw a failure is not reusable (librdkafka then fails the
  * next transaction with OUT_OF_ORDER_SEQUENCE_NUMBER): the core closes it and makes a new one.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from '../../../../shared/log.js';
 import { KafkaError, errorMessage } from '../../../../shared/errors.js';
 import type { DriverProducer, KafkaSinkConfig, SendFailure } from '../driver.js';
@@ -43,6 +46,13 @@ interface Failed {
   topic: string;
   partition: number;
   size: number;
+  /** the record's value, copied by the binding (dr_msg_cb) for failed records only */
+  value: Buffer | undefined;
+}
+
+/** Lookup key of a failed record: topic, size and a digest of the value (undefined: size only). */
+function failedKey(topic: string, size: number, value: Buffer | undefined): string {
+  return `${topic}\0${size}\0${value === undefined ? '' : createHash('md5').update(value).digest('base64')}`;
 }
 
 /** Promise of a callback-style native call. */
@@ -71,7 +81,7 @@ export class LibrdkafkaProducer implements DriverProducer {
     private readonly log: Logger,
   ) {
     native.on('delivery-report', (err, report) => {
-      if (err) this.failed.push({ error: err, topic: report.topic, partition: report.partition, size: report.size });
+      if (err) this.failed.push({ error: err, topic: report.topic, partition: report.partition, size: report.size, value: report.value ?? undefined });
     });
   }
 
@@ -176,9 +186,9 @@ export class LibrdkafkaProducer implements DriverProducer {
   /** The failure of this send, from a local one (at its request) and the failed records' reports. */
   private async settle(requests: readonly ProduceRequest[], local: SendFailure | undefined): Promise<SendFailure | undefined> {
     let failure = local;
-    for (const f of this.failed) {
-      const at = this.requestOf(requests, f);
-      if (failure === undefined || at < failure.failedAt) failure = { failedAt: at, error: this.error(f.error, `Kafka did not take a record for topic "${f.topic}"`) };
+    if (this.failed.length > 0) {
+      const { at, failed } = this.firstFailed(requests);
+      if (failure === undefined || at < failure.failedAt) failure = { failedAt: at, error: this.error(failed.error, `Kafka did not take a record for topic "${failed.topic}"`) };
     }
     // A flush that timed out: no request is known acknowledged.
     if (this.flushError !== undefined) failure = { failedAt: 0, error: failure?.error ?? this.flushError };
@@ -191,21 +201,37 @@ export class LibrdkafkaProducer implements DriverProducer {
     return failure;
   }
 
-  /** The first request holding a record like the failed one (see the top of this file); 0 when none does. */
-  private requestOf(requests: readonly ProduceRequest[], f: Failed): number {
+  /**
+   * The first request holding a failed record, and that record's report (see the top of this
+   * file): a record matches a report with its topic, value bytes (digest) and partition (when
+   * known on both sides); the scan stops at the first match. None matching: request 0.
+   */
+  private firstFailed(requests: readonly ProduceRequest[]): { at: number; failed: Failed } {
+    const byValue = new Map<string, Failed[]>();
+    const sizes = new Set<string>();
+    for (const f of this.failed) {
+      sizes.add(`${f.topic}\0${f.size}`);
+      const key = failedKey(f.topic, f.size, f.value);
+      const list = byValue.get(key);
+      if (list === undefined) byValue.set(key, [f]);
+      else list.push(f);
+    }
     for (const [k, req] of requests.entries()) {
       for (const seg of req.segments) {
-        if (seg.records.topic !== f.topic) continue;
-        const records = nativeRecords(seg.records);
-        const pick = this.picks.get(seg.records);
+        const set = seg.records;
+        const records = nativeRecords(set);
+        const pick = this.picks.get(set);
         for (let i = seg.from; i < seg.to; i++) {
           const r = records[i]!;
+          if (!sizes.has(`${set.topic}\0${r.value.length}`)) continue;
           const partition = r.picked ? pick : r.partition;
-          if (r.value.length === f.size && (f.partition < 0 || partition === null || partition === undefined || partition === f.partition)) return k;
+          const candidates = [...(byValue.get(failedKey(set.topic, r.value.length, r.value)) ?? []), ...(byValue.get(failedKey(set.topic, r.value.length, undefined)) ?? [])];
+          const f = candidates.find((c) => c.partition < 0 || partition === null || partition === undefined || partition === c.partition);
+          if (f !== undefined) return { at: k, failed: f };
         }
       }
     }
-    return 0;
+    return { at: 0, failed: this.failed[0]! };
   }
 
   async beginTransaction(): Promise<void> {

@@ -31,7 +31,7 @@ describe('librdkafka driver: kafka settings -> librdkafka properties', () => {
     assert.equal(p['client.id'], 'ferry-gateway');
     assert.equal(p.acks, -1);
     assert.equal(p['enable.idempotence'], true);
-    assert.equal(p.dr_cb, true);
+    assert.equal(p.dr_msg_cb, true);
     assert.equal(p['delivery.report.only.error'], true);
     assert.equal(p['batch.size'], 512 * 1024);
     assert.equal(p['batch.num.messages'], 2000);
