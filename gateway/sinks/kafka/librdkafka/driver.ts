@@ -21,11 +21,11 @@
 import { Kafka } from 'kafkajs';
 import type { Admin } from 'kafkajs';
 import type { Logger } from '../../../../shared/log.js';
-import { KafkaError, errorMessage } from '../../../../shared/errors.js';
+import { ConfigError, KafkaError, errorMessage } from '../../../../shared/errors.js';
 import { LruMap } from '../bounded.js';
 import type { DriverContext, DriverProducer, DriverReader, KafkaDriver, ProducerOptions, ReaderOptions, TopicSpec } from '../driver.js';
 import { kafkaClientConfig } from '../kafkajs/driver.js';
-import { adminConfig, producerConfig } from './config.js';
+import { adminConfig, producerConfig, readerConfig } from './config.js';
 import { codeNames, toKafkaError, type CodeNames } from './errors.js';
 import { load, type ListedOffset, type TopicDescription, type NativeAdmin, type NativeError, type NativeProducer, type RdKafka } from './native.js';
 import { LibrdkafkaProducer, call, type PartitionPicker } from './producer.js';
@@ -58,10 +58,23 @@ function watchEvents(client: EventSource, log: Logger): void {
   });
 }
 
-/** `kafka.driver: librdkafka`; rejects with a ConfigError naming kafka.driver when the package cannot be loaded. */
+/**
+ * `kafka.driver: librdkafka`. Rejects with a ConfigError naming kafka.driver when the package
+ * cannot be loaded, and naming kafka.librdkafka (or kafka) when librdkafka refuses a property
+ * (unknown name, bad value): its clients check their settings when made, before connecting.
+ */
 export function createLibrdkafkaDriver(ctx: DriverContext): Promise<KafkaDriver> {
   try {
-    return Promise.resolve(new LibrdkafkaDriver(ctx, load()));
+    const lib = load();
+    const c = ctx.config;
+    try {
+      new lib.Producer(producerConfig(c, { transactionalId: 'ferry-settings-check', transactionTimeoutMs: 60_000 }));
+      new lib.KafkaConsumer(readerConfig(c, 'ferry-settings-check'), {});
+    } catch (err) {
+      const path = Object.keys(c.librdkafka).length > 0 ? 'kafka.librdkafka' : 'kafka';
+      throw new ConfigError([{ path, message: `librdkafka refuses the settings: ${errorMessage(err)}` }], undefined, { cause: err });
+    }
+    return Promise.resolve(new LibrdkafkaDriver(ctx, lib));
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }

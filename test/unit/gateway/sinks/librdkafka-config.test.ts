@@ -5,6 +5,8 @@ import { ConfigError } from '../../../../shared/errors.js';
 import { gatewayConfigSchema, type GatewayConfig } from '../../../../gateway/config.js';
 import { DENIED, adminConfig, checkDriverSettings, producerConfig, readerConfig } from '../../../../gateway/sinks/kafka/librdkafka/config.js';
 import { load } from '../../../../gateway/sinks/kafka/librdkafka/native.js';
+import { createLibrdkafkaDriver } from '../../../../gateway/sinks/kafka/librdkafka/driver.js';
+import { silentLogger } from '../../../../shared/log.js';
 
 const HTTP = 'http:\n  allowAnonymous: true\n';
 
@@ -176,5 +178,19 @@ describe('librdkafka driver: the optional native package', () => {
     const lib = load();
     assert.equal(typeof lib.Producer, 'function');
     assert.match(lib.librdkafkaVersion, /^2\./);
+  });
+});
+
+describe('librdkafka driver: properties librdkafka refuses', () => {
+  it('refuses an unknown or invalid kafka.librdkafka property at driver creation, naming kafka.librdkafka', async () => {
+    for (const bad of ['    no.such.property: 1\n', '    linger.ms: soon\n']) {
+      const c = parse(`  driver: librdkafka\n  librdkafka:\n${bad}`).kafka;
+      await assert.rejects(
+        createLibrdkafkaDriver({ config: c, log: silentLogger() }),
+        (err: unknown) => err instanceof ConfigError && err.issues[0]!.path === 'kafka.librdkafka' && /librdkafka refuses the settings/.test(err.issues[0]!.message),
+      );
+    }
+    const ok = await createLibrdkafkaDriver({ config: parse('  driver: librdkafka\n  librdkafka:\n    linger.ms: 10\n').kafka, log: silentLogger() });
+    assert.equal(ok.name, 'librdkafka');
   });
 });
