@@ -273,6 +273,17 @@ for (const { name, make } of DRIVERS) {
       }
     });
 
+    it('rejects connect() with a retriable KafkaError when no broker answers', async () => {
+      const dead = await make(config({ brokers: ['127.0.0.1:1'], requestTimeoutMs: 2000 }));
+      const started = Date.now();
+      try {
+        await assert.rejects(dead.connect(), (err: unknown) => classifyError(err) === 'retry');
+      } finally {
+        await dead.close();
+      }
+      assert.ok(Date.now() - started < 20_000, `${Date.now() - started} ms`);
+    });
+
     it('lists, creates and describes topics: partition counts and topic settings', async () => {
       const topic = t('conf-admin');
       await driver.createTopic({ topic, partitions: 2, config: { 'retention.ms': '1234567', 'cleanup.policy': 'compact,delete' } });
