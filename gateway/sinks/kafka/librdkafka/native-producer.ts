@@ -18,6 +18,7 @@ import type { Logger } from '../../../../shared/log.js';
 import { KafkaError } from '../../../../shared/errors.js';
 import { flagsHeader, type ChunkRecords, type ProduceRequest } from '../records.js';
 import type { DriverProducer, SendFailure } from '../driver.js';
+import { clientLogger } from '../client-log.js';
 
 /** The addon's API (native/rdkafka-batch/src/batch.c). */
 export interface BatchAddon {
@@ -297,11 +298,8 @@ export class NativeProducer implements DriverProducer {
   }
 }
 
-/** A logger sink for librdkafka's syslog-style levels (0 emerg .. 7 debug). */
+/** librdkafka's syslog-style log levels (0 emerg .. 7 debug) into the gateway's logger, throttled. */
 export function librdkafkaLog(log: Logger): (level: number, facility: string, message: string) => void {
-  return (level, facility, message) => {
-    if (level <= 3) log.error({ facility }, `librdkafka: ${message}`);
-    else if (level === 4) log.warn({ facility }, `librdkafka: ${message}`);
-    else log.debug({ facility, level }, `librdkafka: ${message}`);
-  };
+  const out = clientLogger(log, 'librdkafka');
+  return (level, facility, message) => out(level <= 3 ? 'error' : level === 4 ? 'warn' : 'debug', `${facility}:${message}`, message, { facility });
 }
