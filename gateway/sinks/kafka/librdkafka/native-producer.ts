@@ -74,8 +74,11 @@ export interface NativeProducerOptions {
   /** every librdkafka property of the producer, already decided by the driver */
   properties: Record<string, string>;
   transactional: boolean;
-  /** the partition for records that leave it to the driver (-1: librdkafka's partitioner) */
-  partitionOf: (set: ChunkRecords) => number;
+  /**
+   * The partition of the records of `set` that name none and have no key (one per ChunkRecords,
+   * so they stay together); keyed records go where librdkafka's partitioner puts them.
+   */
+  partitionOf: (set: ChunkRecords) => number | Promise<number>;
   /** turns a librdkafka error (code and name) into the error the core classifies */
   toError: (code: number, name: string, message: string, cause?: unknown) => KafkaError;
   log: (level: number, facility: string, message: string) => void;
@@ -161,9 +164,13 @@ export class NativeProducer implements DriverProducer {
     let count = 0;
     for (const seg of req.segments) {
       const set = seg.records;
-      const partition = this.opts.partitionOf(set);
-      if (set.file !== undefined) count += await this.enqueueFile(batch, set, partition, seg.from, seg.to);
-      else count += await this.enqueueGiven(batch, set, partition, seg.from, seg.to);
+      if (set.file !== undefined) {
+        const partition = set.file.key !== undefined ? PARTITION_UA : await this.opts.partitionOf(set);
+        count += await this.enqueueFile(batch, set, partition, seg.from, seg.to);
+      } else {
+        const unkeyed = set.given!.some((r) => r.key === null && r.partition === undefined);
+        count += await this.enqueueGiven(batch, set, unkeyed ? await this.opts.partitionOf(set) : PARTITION_UA, seg.from, seg.to);
+      }
     }
     return count;
   }
@@ -201,7 +208,7 @@ export class NativeProducer implements DriverProducer {
       const r = records[i]!;
       const headers = r.headers === undefined ? [] : Object.entries(r.headers);
       for (;;) {
-        const code = this.b.produceRecord(this.h, batch, set.topic, r.partition ?? partition, r.key, r.value, set.timestampMs, headers);
+        const code = this.b.produceRecord(this.h, batch, set.topic, r.partition ?? (r.key !== null ? PARTITION_UA : partition), r.key, r.value, set.timestampMs, headers);
         if (code === 0) break;
         if (code !== QUEUE_FULL) throw this.opts.toError(code, this.b.errorName(code), `librdkafka refused record ${i} for topic "${set.topic}": ${this.b.errorName(code)}`);
         await this.queueRoom();
