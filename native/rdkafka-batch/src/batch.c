@@ -13,6 +13,7 @@
  *   batchState(h, batch) -> [delivered, failed, firstErrorCode]
  *   outq(h) -> messages and requests not yet delivered
  *   errorName(code) -> librdkafka's name of an error code (e.g. "MSG_SIZE_TOO_LARGE")
+ *   fatalError(h) -> [code, name, message] of the producer's fatal error (fenced, ...), or null
  *   logs(h) -> Array<[level, facility, message]> since the last call (librdkafka's log lines)
  *   initTransactions(h, timeoutMs), beginTransaction(h), commitTransaction(h, timeoutMs),
  *   abortTransaction(h, timeoutMs), flush(h, timeoutMs), destroy(h) -> Promise (thread pool)
@@ -501,6 +502,30 @@ static napi_value error_name(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* fatalError(h) -> [code, name, message] of the producer's fatal error, or null when it has none */
+static napi_value fatal_error(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  producer *p = unwrap(env, argv[0]);
+  if (p == NULL) return NULL;
+  char text[512];
+  rd_kafka_resp_err_t code = rd_kafka_fatal_error(p->rk, text, sizeof text);
+  napi_value r, a, b, c;
+  if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    napi_get_null(env, &r);
+    return r;
+  }
+  napi_create_array_with_length(env, 3, &r);
+  napi_create_int32(env, code, &a);
+  napi_create_string_utf8(env, rd_kafka_err2name(code), NAPI_AUTO_LENGTH, &b);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &c);
+  napi_set_element(env, r, 0, a);
+  napi_set_element(env, r, 1, b);
+  napi_set_element(env, r, 2, c);
+  return r;
+}
+
 /* --- blocking calls, run on the thread pool --------------------------------------------------- */
 
 enum op { OP_INIT, OP_BEGIN, OP_COMMIT, OP_ABORT, OP_FLUSH, OP_DESTROY };
@@ -591,6 +616,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"batchState", 0, batch_state, 0, 0, 0, napi_default, 0},
       {"outq", 0, outq, 0, 0, 0, napi_default, 0},
       {"errorName", 0, error_name, 0, 0, 0, napi_default, 0},
+      {"fatalError", 0, fatal_error, 0, 0, 0, napi_default, 0},
       {"logs", 0, logs, 0, 0, 0, napi_default, 0},
       {"initTransactions", 0, init_txn, 0, 0, 0, napi_default, 0},
       {"beginTransaction", 0, begin_txn, 0, 0, 0, napi_default, 0},

@@ -43,6 +43,7 @@ export interface BatchAddon {
   outq(h: unknown): number;
   logs(h: unknown): Array<[level: number, facility: string, message: string]>;
   errorName(code: number): string;
+  fatalError(h: unknown): [code: number, name: string, message: string] | null;
   initTransactions(h: unknown, timeoutMs: number): Promise<void>;
   beginTransaction(h: unknown): Promise<void>;
   commitTransaction(h: unknown, timeoutMs: number): Promise<void>;
@@ -62,6 +63,8 @@ export interface AddonError extends Error {
 
 /** librdkafka's RD_KAFKA_RESP_ERR__QUEUE_FULL */
 const QUEUE_FULL = -184;
+/** librdkafka's RD_KAFKA_RESP_ERR__FATAL: the real error is the producer's fatal error */
+const FATAL = -150;
 /** librdkafka's RD_KAFKA_PARTITION_UA: let the partitioner choose */
 export const PARTITION_UA = -1;
 
@@ -121,6 +124,8 @@ export class NativeProducer implements DriverProducer {
   private txnOpen = false;
   private closed = false;
   private readonly logTimer: NodeJS.Timeout;
+  /** the partition picked for a ChunkRecords' unkeyed records (a chunk spans several requests) */
+  private readonly picked = new WeakMap<ChunkRecords, number>();
 
   private constructor(private readonly opts: NativeProducerOptions) {
     this.b = opts.addon;
@@ -155,8 +160,15 @@ export class NativeProducer implements DriverProducer {
   private wrap(err: unknown): KafkaError {
     if (err instanceof KafkaError) return err;
     const e = err as Partial<AddonError>;
-    if (typeof e.code === 'number') return this.opts.toError(e.code, this.b.errorName(e.code), e.message ?? String(err), err);
+    if (typeof e.code === 'number') return this.error(e.code, e.message ?? String(err), err);
     return new KafkaError(`librdkafka: ${String((err as Error)?.message ?? err)}`, true, { cause: err });
+  }
+
+  /** The error for librdkafka's `code`; ERR__FATAL becomes the producer's fatal error (fenced, ...). */
+  private error(code: number, message: string, cause?: unknown): KafkaError {
+    const fatal = code === FATAL && !this.closed ? this.b.fatalError(this.h) : null;
+    if (fatal !== null) return this.opts.toError(fatal[0], fatal[1], `${message} (fatal: ${fatal[2]})`, cause);
+    return this.opts.toError(code, this.b.errorName(code), message, cause);
   }
 
   /** Hands one request's records to librdkafka; resolves with how many records it holds. */
@@ -165,14 +177,23 @@ export class NativeProducer implements DriverProducer {
     for (const seg of req.segments) {
       const set = seg.records;
       if (set.file !== undefined) {
-        const partition = set.file.key !== undefined ? PARTITION_UA : await this.opts.partitionOf(set);
+        const partition = set.file.key !== undefined ? PARTITION_UA : await this.pick(set);
         count += await this.enqueueFile(batch, set, partition, seg.from, seg.to);
       } else {
         const unkeyed = set.given!.some((r) => r.key === null && r.partition === undefined);
-        count += await this.enqueueGiven(batch, set, unkeyed ? await this.opts.partitionOf(set) : PARTITION_UA, seg.from, seg.to);
+        count += await this.enqueueGiven(batch, set, unkeyed ? await this.pick(set) : PARTITION_UA, seg.from, seg.to);
       }
     }
     return count;
+  }
+
+  private async pick(set: ChunkRecords): Promise<number> {
+    let p = this.picked.get(set);
+    if (p === undefined) {
+      p = await this.opts.partitionOf(set);
+      this.picked.set(set, p);
+    }
+    return p;
   }
 
   private async enqueueFile(batch: number, set: ChunkRecords, partition: number, from: number, to: number): Promise<number> {
@@ -210,7 +231,7 @@ export class NativeProducer implements DriverProducer {
       for (;;) {
         const code = this.b.produceRecord(this.h, batch, set.topic, r.partition ?? (r.key !== null ? PARTITION_UA : partition), r.key, r.value, set.timestampMs, headers);
         if (code === 0) break;
-        if (code !== QUEUE_FULL) throw this.opts.toError(code, this.b.errorName(code), `librdkafka refused record ${i} for topic "${set.topic}": ${this.b.errorName(code)}`);
+        if (code !== QUEUE_FULL) throw this.error(code, `librdkafka refused record ${i} for topic "${set.topic}": ${this.b.errorName(code)}`);
         await this.queueRoom();
       }
     }
@@ -228,6 +249,10 @@ export class NativeProducer implements DriverProducer {
     for (const [k, req] of requests.entries()) {
       try {
         check();
+      } catch (error) {
+        return (await this.settle(batches)) ?? { failedAt: k, error };
+      }
+      try {
         const id = this.nextBatch;
         this.nextBatch = (this.nextBatch % 0x7fffffff) + 1;
         batches.push({ id, count: await this.enqueue(id, req) });
@@ -248,8 +273,7 @@ export class NativeProducer implements DriverProducer {
       this.b.poll(this.h);
       const [delivered, failed, code] = this.b.batchState(this.h, id);
       if (failed > 0) {
-        const name = this.b.errorName(code);
-        return { failedAt: k, error: this.opts.toError(code, name, `Kafka did not take ${failed} of ${count} records of a produce request: ${name}`) };
+        return { failedAt: k, error: this.error(code, `Kafka did not take ${failed} of ${count} records of a produce request: ${this.b.errorName(code)}`) };
       }
       if (delivered >= count) {
         k++;
