@@ -63,8 +63,6 @@ export interface AddonError extends Error {
 
 /** librdkafka's RD_KAFKA_RESP_ERR__QUEUE_FULL */
 const QUEUE_FULL = -184;
-/** librdkafka's RD_KAFKA_RESP_ERR__FATAL: the real error is the producer's fatal error */
-const FATAL = -150;
 /** librdkafka's RD_KAFKA_PARTITION_UA: let the partitioner choose */
 export const PARTITION_UA = -1;
 
@@ -164,9 +162,12 @@ export class NativeProducer implements DriverProducer {
     return new KafkaError(`librdkafka: ${String((err as Error)?.message ?? err)}`, true, { cause: err });
   }
 
-  /** The error for librdkafka's `code`; ERR__FATAL becomes the producer's fatal error (fenced, ...). */
+  /**
+   * The error for librdkafka's `code`. A producer that met a fatal error (fenced, ...) fails
+   * everything with ERR__FATAL or purges its queue: the fatal error is then the cause given.
+   */
   private error(code: number, message: string, cause?: unknown): KafkaError {
-    const fatal = code === FATAL && !this.closed ? this.b.fatalError(this.h) : null;
+    const fatal = this.closed ? null : this.b.fatalError(this.h);
     if (fatal !== null) return this.opts.toError(fatal[0], fatal[1], `${message} (fatal: ${fatal[2]})`, cause);
     return this.opts.toError(code, this.b.errorName(code), message, cause);
   }
