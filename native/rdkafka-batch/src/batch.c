@@ -21,7 +21,9 @@
  * fatal, retriable, abortable }.
  *
  * Delivery reports are counted per batch id (a flush's request) in a table of BATCH_SLOTS slots;
- * the caller keeps fewer batches outstanding than that.
+ * the caller keeps fewer batches outstanding than that. A batch's error is its first failed
+ * record's, unless that record was only purged (_PURGE_QUEUE / _PURGE_INFLIGHT: librdkafka
+ * purges a failed transaction's other records): then a later record's real error replaces it.
  */
 #include <node_api.h>
 #include <pthread.h>
@@ -74,7 +76,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
   pthread_mutex_lock(&p->slot_lock);
   if (s->id == id) { /* else a batch the caller forgot: nothing to count */
     if (m->err) {
-      if (s->failed++ == 0) s->first_error = m->err;
+      /* a record purged (its transaction failed) names no cause: keep looking for the real one */
+      int purged = s->first_error == RD_KAFKA_RESP_ERR__PURGE_QUEUE || s->first_error == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+      if (s->failed++ == 0 || purged) s->first_error = m->err;
     } else {
       s->delivered++;
     }

@@ -63,6 +63,10 @@ export interface AddonError extends Error {
 
 /** librdkafka's RD_KAFKA_RESP_ERR__QUEUE_FULL */
 const QUEUE_FULL = -184;
+/** librdkafka's _PURGE_QUEUE and _PURGE_INFLIGHT: a record purged because its transaction failed */
+const PURGED = new Set([-152, -151]);
+/** How long the other records of a send may take to settle once one failed. */
+const SETTLE_AFTER_FAILURE_MS = 2000;
 /** librdkafka's RD_KAFKA_PARTITION_UA: let the partitioner choose */
 export const PARTITION_UA = -1;
 
@@ -266,26 +270,47 @@ export class NativeProducer implements DriverProducer {
     return this.settle(batches);
   }
 
-  /** Waits until every record of `batches` is delivered or failed; the first failed batch, if any. */
+  /**
+   * Waits until every record of `batches` is delivered or failed. On a failure, the others get
+   * up to SETTLE_AFTER_FAILURE_MS to settle too (a failed transaction's other records are purged
+   * by librdkafka, and the purge may be reported before the real error), so that the request
+   * whose records Kafka refused is named (`causeAt`), not one that was only purged.
+   */
   private async settle(batches: ReadonlyArray<{ id: number; count: number }>): Promise<SendFailure | undefined> {
     let wait = 1;
-    for (let k = 0; k < batches.length; ) {
-      const { id, count } = batches[k]!;
+    let failedSince: number | undefined;
+    for (;;) {
       this.b.poll(this.h);
-      const [delivered, failed, code] = this.b.batchState(this.h, id);
-      if (failed > 0) {
-        return { failedAt: k, error: this.error(code, `Kafka did not take ${failed} of ${count} records of a produce request: ${this.b.errorName(code)}`) };
+      let pending = false;
+      let failedAt = -1;
+      for (const [k, { id, count }] of batches.entries()) {
+        const [delivered, failed] = this.b.batchState(this.h, id);
+        if (failed > 0 && failedAt < 0) failedAt = k;
+        if (delivered + failed < count) pending = true;
       }
-      if (delivered >= count) {
-        k++;
-        wait = 1;
-        continue;
+      if (failedAt >= 0) failedSince ??= Date.now();
+      if (!pending || (failedSince !== undefined && Date.now() - failedSince >= SETTLE_AFTER_FAILURE_MS)) {
+        this.drainLogs();
+        return failedAt < 0 ? undefined : this.failure(batches, failedAt);
       }
       await sleep(wait);
       wait = Math.min(wait * 2, 10);
     }
-    this.drainLogs();
-    return undefined;
+  }
+
+  private failure(batches: ReadonlyArray<{ id: number; count: number }>, failedAt: number): SendFailure {
+    let causeAt = failedAt;
+    for (let k = failedAt; k < batches.length; k++) {
+      const [, failed, code] = this.b.batchState(this.h, batches[k]!.id);
+      if (failed > 0 && !PURGED.has(code)) {
+        causeAt = k;
+        break;
+      }
+    }
+    const { id, count } = batches[causeAt]!;
+    const [, failed, code] = this.b.batchState(this.h, id);
+    const error = this.error(code, `Kafka did not take ${failed} of ${count} records of a produce request: ${this.b.errorName(code)}`);
+    return causeAt === failedAt ? { failedAt, error } : { failedAt, causeAt, error };
   }
 
   async beginTransaction(): Promise<void> {
