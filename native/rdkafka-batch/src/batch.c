@@ -230,6 +230,19 @@ static int get_headers(napi_env env, napi_value arr, header *out, char names[][6
   return (int)n;
 }
 
+/* A file offset (a non-negative integer below 2^53, as a double) in decimal; returns its length. */
+static int decimal(char *out, double value) {
+  uint64_t v = value > 0 ? (uint64_t)value : 0;
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
 static void add_headers(rd_kafka_headers_t *hs, const header *h, int n) {
   for (int i = 0; i < n; i++) rd_kafka_header_add(hs, h[i].name, -1, h[i].value, (ssize_t)h[i].len);
 }
@@ -318,19 +331,26 @@ static napi_value produce_chunk(napi_env env, napi_callback_info info) {
   const double *offsets = (const double *)offsets_p;
   size_t n = nspans / 2;
   slot_for(p, batch);
+  /* one topic handle for the whole chunk, not a lookup by name per record */
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+  if (rkt == NULL) {
+    throw_code(env, rd_kafka_last_error(), "produce");
+    return NULL;
+  }
   size_t done = 0;
   for (size_t i = 0; i < n; i++) {
     int32_t start = spans[2 * i], len = spans[2 * i + 1];
     if (start < 0 || len < 0 || (size_t)start + (size_t)len > data_len) {
+      rd_kafka_topic_destroy(rkt);
       napi_throw_range_error(env, NULL, "produceChunk: a span lies outside data");
       return NULL;
     }
     rd_kafka_headers_t *hs = rd_kafka_headers_new((size_t)(nlead + ntail + 2));
     add_headers(hs, lead, nlead);
     if (offsets != NULL && i < noffsets) {
-      char ob[32];
-      int ol = snprintf(ob, sizeof ob, "%.0f", offsets[i]);
-      rd_kafka_header_add(hs, "ferry.offset", -1, ob, ol);
+      char ob[24];
+      int ol = decimal(ob, offsets[i]);
+      rd_kafka_header_add(hs, "ferry.offset", 12, ob, ol);
     }
     add_headers(hs, tail, ntail);
     if (flags_arr != NULL && i < nflags) {
@@ -341,17 +361,19 @@ static napi_value produce_chunk(napi_env env, napi_callback_info info) {
       if (get_buffer(env, fv, &f, &fl) == 0) rd_kafka_header_add(hs, "ferry.flags", -1, f, (ssize_t)fl);
     }
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        p->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_VALUE((void *)(data + start), (size_t)len), RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(ts),
         RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)batch), RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       rd_kafka_headers_destroy(hs);
       if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) break; /* the caller polls and sends the rest */
+      rd_kafka_topic_destroy(rkt);
       throw_code(env, e, "produce");
       return NULL;
     }
     done++;
   }
+  rd_kafka_topic_destroy(rkt);
   napi_value r;
   CHECK(env, napi_create_int64(env, (int64_t)done, &r));
   return r;
