@@ -47,7 +47,7 @@ class FakeAddon implements Partial<BatchAddon> {
   ): number => {
     this.calls.push(`chunk ${batch} ${spans.length / 2}`);
     for (let i = 0; i < spans.length / 2; i++) {
-      const value = data.subarray(spans[2 * i]!, spans[2 * i]! + spans[2 * i + 1]!).toString();
+      const value = data.subarray(spans[2 * i], spans[2 * i]! + spans[2 * i + 1]!).toString();
       const headers = [...lead.map(([n, v]) => `${n}=${v.toString()}`), ...tail.map(([n, v]) => `${n}=${v.toString()}`)];
       this.produced.push({ batch, topic, partition, value, offset: offsets?.[i], headers, flags: flags?.[i]?.toString() });
       this.pending.push({ batch, index: this.produced.filter((p) => p.batch === batch).length - 1 });
