@@ -1,9 +1,9 @@
 // Benchmark: JetStream -> ferry-gateway (JetStreamInput + Kafka sink) -> Kafka.
 //
 //   npm run build && node dist/bench/gateway-kafka.js [--lines 300000] [--line-bytes 200]
-//        [--chunk-lines 500] [--modes exactly-once,at-least-once]
+//        [--chunk-lines 500] [--modes exactly-once,at-least-once] [--drivers kafkajs,librdkafka]
 //
-// For each delivery mode: start a fresh nats-server and Kafka (test harness), pre-load the
+// For each driver and delivery mode: start a fresh nats-server and Kafka (test harness), pre-load the
 // stream with encoded chunks, then start the gateway and time the drain until JetStream is
 // empty (every chunk acked, so every record acknowledged by Kafka). Reported: records/s and
 // MB/s of line bytes, the gateway's CPU seconds (this process: the driver only polls while
@@ -27,15 +27,17 @@ const { values: args } = parseArgs({
     'line-bytes': { type: 'string', default: '200' },
     'chunk-lines': { type: 'string', default: '500' },
     modes: { type: 'string', default: 'exactly-once,at-least-once' },
+    drivers: { type: 'string', default: gatewayConfigSchema.shape.kafka.shape.driver.unwrap().options.join(',') },
   },
 });
 const LINES = Number(args.lines);
 const LINE_BYTES = Number(args['line-bytes']);
 const CHUNK_LINES = Number(args['chunk-lines']);
 const MODES = args.modes.split(',') as Array<'exactly-once' | 'at-least-once'>;
+const DRIVERS = args.drivers.split(',');
 
-function chunks(): Buffer[] {
-  const out: Buffer[] = [];
+/** The encoded chunks, made one at a time (a backlog of millions of lines never sits in this process). */
+function* chunks(): Generator<Buffer> {
   const line = Buffer.alloc(LINE_BYTES, 0x61);
   let offset = 0;
   for (let seq = 1, left = LINES; left > 0; seq++) {
@@ -55,12 +57,11 @@ function chunks(): Buffer[] {
       lineCount: n, readAtMs: Date.now(),
     };
     offset = header.offsetEnd;
-    out.push(encodeChunk(header, entries, data));
+    yield encodeChunk(header, entries, data);
   }
-  return out;
 }
 
-async function run(mode: 'exactly-once' | 'at-least-once'): Promise<Record<string, number | string>> {
+async function run(driver: string, mode: 'exactly-once' | 'at-least-once'): Promise<Record<string, number | string>> {
   const [kafka, nats] = await Promise.all([startKafka(), startNats()]);
   try {
     // The broker may answer metadata before it can create topics: one retry.
@@ -68,15 +69,15 @@ async function run(mode: 'exactly-once' | 'at-least-once'): Promise<Record<strin
       await new Promise((r) => setTimeout(r, 2000));
       await kafka.createTopic('bench');
     });
-    const config = gatewayConfigSchema.parse({ id: 'bench-gw', kafka: { brokers: kafka.brokers, delivery: mode }, nats: { servers: [nats.url] } });
+    const config = gatewayConfigSchema.parse({ id: 'bench-gw', kafka: { brokers: kafka.brokers, delivery: mode, driver }, nats: { servers: [nats.url] } });
     const nc = await connect({ servers: nats.url });
     const jsm = await jetstreamManager(nc);
     await ensureJetStream(jsm, config.nats!, silentLogger());
     const js = jetstream(nc);
-    const all = chunks();
     const window: Array<Promise<unknown>> = [];
-    for (const [i, c] of all.entries()) {
-      window.push(js.publish('ferry.chunks.bench-agent', c, { msgID: `bench-agent/${i + 1}` }));
+    let published = 0;
+    for (const c of chunks()) {
+      window.push(js.publish('ferry.chunks.bench-agent', c, { msgID: `bench-agent/${++published}` }));
       if (window.length >= 256) await Promise.all(window.splice(0));
     }
     await Promise.all(window);
@@ -114,9 +115,10 @@ async function run(mode: 'exactly-once' | 'at-least-once'): Promise<Record<strin
     const kafkaOffsets = offsets.reduce((a, p) => a + Number(p.high), 0);
     const mb = (LINES * LINE_BYTES) / 1e6;
     return {
+      driver,
       mode,
       lines: LINES,
-      chunks: all.length,
+      chunks: published,
       streamBytes: loaded.bytes,
       seconds: +seconds.toFixed(2),
       recordsPerSec: Math.round(LINES / seconds),
@@ -134,9 +136,11 @@ async function run(mode: 'exactly-once' | 'at-least-once'): Promise<Record<strin
 }
 
 const results = [];
-for (const mode of MODES) {
-  const r = await run(mode);
-  console.log(JSON.stringify(r));
-  results.push(r);
+for (const driver of DRIVERS) {
+  for (const mode of MODES) {
+    const r = await run(driver, mode);
+    console.log(JSON.stringify(r));
+    results.push(r);
+  }
 }
 console.table(results);

@@ -2,7 +2,8 @@
 // its peers on the same machine, the same files and the same Kafka broker.
 //
 //   npm run build && node dist/bench/pipeline.js [--lines 600000] [--line-bytes 200] [--files 4]
-//       [--runs 3] [--systems ferry-eos,ferry-alo,kcat,kcat-headers,rsyslog] [--json out.json]
+//       [--runs 3] [--systems ferry-eos,ferry-alo,ferry-eos-kafkajs,...,kcat,kcat-headers,rsyslog]
+//       [--json out.json]
 //
 // Method (the same for every system):
 // - N lines of `line-bytes` bytes (newline included) in `files` files, written once before
@@ -12,7 +13,8 @@
 // - Ferry: a fresh nats-server (JetStream, file storage) and a fresh gateway per run, started
 //   and ready (/readyz) before the clock starts; the clock starts when the agent is spawned
 //   (fresh spool). ferry-eos = `kafka.delivery: exactly-once` (default), ferry-alo =
-//   `at-least-once`. Everything else is the default configuration, logs at `warn`.
+//   `at-least-once`, both with the default `kafka.driver`; ferry-eos-<driver> and
+//   ferry-alo-<driver> name the driver (kafkajs, librdkafka). Everything else is the default configuration, logs at `warn`.
 // - kcat: `cat <files> | kcat -P -b <broker> -t <topic>` (librdkafka defaults), clock from spawn;
 //   kcat-headers adds five static `-H ferry.*=...` headers like the ones Ferry writes per record.
 // - rsyslog: a private `rsyslogd -n -f <conf>` with `imfile` (inotify, from the start of the
@@ -41,8 +43,30 @@ import { stableEndOffset, verifyTopic, type Verification } from './lib/kafka.js'
 import { formatProfile, summariseCpuProfile } from './lib/profile.js';
 import { busiestThread, cpuSeconds, findPid, loadAverage, peakRssMiB, threadTimes, type ThreadTimes } from './lib/proc.js';
 
-const SYSTEMS = ['ferry-eos', 'ferry-alo', 'kcat', 'kcat-headers', 'rsyslog'] as const;
+const SYSTEMS = [
+  'ferry-eos',
+  'ferry-alo',
+  'ferry-eos-librdkafka',
+  'ferry-alo-librdkafka',
+  'ferry-eos-kafkajs',
+  'ferry-alo-kafkajs',
+  'kcat',
+  'kcat-headers',
+  'rsyslog',
+] as const;
 type SystemName = (typeof SYSTEMS)[number];
+type FerrySystem = Extract<SystemName, `ferry-${string}`>;
+const DEFAULT_SYSTEMS: readonly SystemName[] = ['ferry-eos', 'ferry-alo', 'ferry-eos-kafkajs', 'ferry-alo-kafkajs', 'kcat', 'kcat-headers', 'rsyslog'];
+
+function isFerry(system: SystemName): system is FerrySystem {
+  return system.startsWith('ferry-');
+}
+
+/** The delivery mode and (when named) the driver of a ferry-* system. */
+function ferryKafka(system: FerrySystem): { delivery: 'exactly-once' | 'at-least-once'; driver?: string } {
+  const [, mode, driver] = system.split('-');
+  return { delivery: mode === 'eos' ? 'exactly-once' : 'at-least-once', ...(driver ? { driver } : {}) };
+}
 
 /** The built tree (dist/) and the repository root this script runs from. */
 const DIST = fileURLToPath(new URL('..', import.meta.url));
@@ -88,7 +112,7 @@ function parseOptions(): {
       'line-bytes': { type: 'string', default: '200' },
       files: { type: 'string', default: '4' },
       runs: { type: 'string', default: '3' },
-      systems: { type: 'string', default: SYSTEMS.join(',') },
+      systems: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
       'poll-ms': { type: 'string', default: '50' },
       'timeout-s': { type: 'string', default: '600' },
       json: { type: 'string' },
@@ -350,7 +374,7 @@ function broker(env: Env): Watched {
   return watched('kafka broker', env.brokerPid, false);
 }
 
-async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number, topic: string): Promise<Measured> {
+async function runFerry(env: Env, system: FerrySystem, run: number, topic: string): Promise<Measured> {
   const dir = join(env.work.path, `${system}-${run}`);
   mkdirSync(dir, { recursive: true });
   const nats = await startNats();
@@ -369,7 +393,7 @@ async function runFerry(env: Env, system: 'ferry-eos' | 'ferry-alo', run: number
       JSON.stringify({
         id: `gw-${system}-${run}`,
         log: { level: 'warn' },
-        kafka: { brokers: env.kafka.brokers, delivery: system === 'ferry-eos' ? 'exactly-once' : 'at-least-once', ...OPTS.gatewayKafka },
+        kafka: { brokers: env.kafka.brokers, ...ferryKafka(system), ...OPTS.gatewayKafka },
         nats: { servers: [nats.url] },
         monitor: { listen: `127.0.0.1:${port}` },
       }),
@@ -557,7 +581,7 @@ function verdict(v: Verification | undefined, system: SystemName): { ok: boolean
   if (v.withoutHeaders) problems.push(`${v.withoutHeaders} without headers`);
   if (!v.complete) problems.push('read incomplete');
   // at-least-once may duplicate by contract; anything else is a finding
-  const ok = v.missing === 0 && v.foreign === 0 && v.complete && (system === 'ferry-alo' || v.duplicates === 0);
+  const ok = v.missing === 0 && v.foreign === 0 && v.complete && ((isFerry(system) && ferryKafka(system).delivery === 'at-least-once') || v.duplicates === 0);
   return { ok, text: problems.length ? problems.join(', ') : 'all once, in order' };
 }
 
@@ -632,7 +656,7 @@ async function main(): Promise<void> {
         try {
           await kafka.createTopic(topic);
           const m =
-            system === 'ferry-eos' || system === 'ferry-alo'
+            isFerry(system)
               ? await runFerry(env, system, run, topic)
               : system === 'kcat' || system === 'kcat-headers'
                 ? await runKcat(env, system, run, topic)

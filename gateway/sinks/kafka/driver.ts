@@ -36,6 +36,12 @@ export interface ProducerOptions {
 export interface SendFailure {
   /** index (in the `requests` given) of the first request not acknowledged in full */
   failedAt: number;
+  /**
+   * index of the request whose records Kafka refused, when that is a later one (a driver whose
+   * client fails a transaction's other records with it, e.g. librdkafka purging them); default
+   * `failedAt`. `error` is that request's error.
+   */
+  causeAt?: number;
   error: unknown;
 }
 

@@ -633,7 +633,7 @@ export class KafkaSink implements Sink {
         begun = true;
         const failed = await producer.send(requests, unlessAborted);
         if (failed !== undefined) {
-          failedRequest = failed.error instanceof FlushAborted ? undefined : requests[failed.failedAt];
+          failedRequest = failed.error instanceof FlushAborted ? undefined : requests[failed.causeAt ?? failed.failedAt];
           throw failed.error;
         }
         unlessAborted();
@@ -653,7 +653,7 @@ export class KafkaSink implements Sink {
       const failed = await producer.send(requests, unlessAborted);
       if (failed !== undefined) {
         failedAt = failed.failedAt;
-        failedRequest = requests[failed.failedAt];
+        failedRequest = requests[failed.causeAt ?? failed.failedAt];
         error = failed.error;
       }
     }

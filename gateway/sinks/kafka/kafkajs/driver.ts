@@ -13,6 +13,7 @@ import type { Admin, KafkaConfig, Message, Producer, SASLOptions, Transaction, l
 import type { Logger } from '../../../../shared/log.js';
 import { KafkaError } from '../../../../shared/errors.js';
 import { errorTypes } from '../classify.js';
+import { clientLogger } from '../client-log.js';
 import type { DriverContext, DriverProducer, DriverReader, KafkaDriver, KafkaSinkConfig, ProducerOptions, ReaderOptions, SendFailure, TopicSpec } from '../driver.js';
 import type { ProduceRequest } from '../records.js';
 import { chunkPartitioner, kafkajsMessages } from './messages.js';
@@ -25,21 +26,12 @@ const PRODUCER_RETRY = { initialRetryTime: 15, maxRetryTime: 1000, retries: 10, 
 const ADMIN_RETRY = { initialRetryTime: 100, maxRetryTime: 2000, retries: 5 };
 
 function kafkaLogCreator(log: Logger): logCreator {
-  const last = new Map<string, number>();
+  const out = clientLogger(log, 'kafkajs');
   return () =>
     ({ namespace, level, log: entry }) => {
       const { message, timestamp: _t, logger: _l, ...extra } = entry as { message: string; timestamp: string; logger?: unknown; [k: string]: unknown };
-      if (level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN) {
-        // kafkajs logs every retry of an outage; keep one line per message every 10 s.
-        const now = Date.now();
-        const key = `${namespace}:${message}`;
-        if ((last.get(key) ?? 0) > now - 10_000) return;
-        if (last.size > 1000) last.clear();
-        last.set(key, now);
-        log.warn({ namespace, ...extra }, `kafkajs: ${message}`);
-      } else {
-        log.debug({ namespace, ...extra }, `kafkajs: ${message}`);
-      }
+      const severity = level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN ? 'warn' : 'debug';
+      out(severity, `${namespace}:${message}`, message, { namespace, ...extra });
     };
 }
 
