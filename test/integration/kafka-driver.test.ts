@@ -15,9 +15,12 @@ import { lineOffsets, makeLines, testChunk, type ChunkSpec } from '../unit/gatew
 
 let kafka: KafkaBroker;
 
-const DRIVERS: ReadonlyArray<{ name: string; make: (config: KafkaSinkConfig) => Promise<KafkaDriver> }> = [
-  { name: 'kafkajs', make: (config) => Promise.resolve(new KafkajsDriver({ config, log: silentLogger() })) },
-  { name: 'librdkafka', make: (config) => createLibrdkafkaDriver({ config, log: silentLogger() }) },
+// librdkafka twice: with Ferry's batch producer addon (what runs when it is built) and with the
+// binding's produce() (the fallback when it is not).
+const DRIVERS: ReadonlyArray<{ name: string; driver: string; make: (config: KafkaSinkConfig) => Promise<KafkaDriver> }> = [
+  { name: 'kafkajs', driver: 'kafkajs', make: (config) => Promise.resolve(new KafkajsDriver({ config, log: silentLogger() })) },
+  { name: 'librdkafka', driver: 'librdkafka', make: (config) => createLibrdkafkaDriver({ config, log: silentLogger() }, { producer: 'batch' }) },
+  { name: 'librdkafka-binding', driver: 'librdkafka', make: (config) => createLibrdkafkaDriver({ config, log: silentLogger() }, { producer: 'binding' }) },
 ];
 
 before(async () => {
@@ -44,14 +47,14 @@ function javaPartition(topic: string, key: Buffer, n: number): number {
 
 const never = (): void => undefined;
 
-for (const { name, make } of DRIVERS) {
+for (const { name, driver: driverName, make } of DRIVERS) {
   describe(`Kafka driver conformance: ${name}`, () => {
     let driver: KafkaDriver;
     const producers: DriverProducer[] = [];
     const t = (base: string): string => `${base}-${name}`;
 
     function config(overrides: Record<string, unknown> = {}): KafkaSinkConfig {
-      return gatewayConfigSchema.parse({ id: 'gw-test', kafka: { brokers: kafka.brokers, requestTimeoutMs: 10_000, driver: name, ...overrides }, http: { allowAnonymous: true } }).kafka;
+      return gatewayConfigSchema.parse({ id: 'gw-test', kafka: { brokers: kafka.brokers, requestTimeoutMs: 10_000, driver: driverName, ...overrides }, http: { allowAnonymous: true } }).kafka;
     }
 
     async function producer(transactionalId?: string, d = driver): Promise<DriverProducer> {

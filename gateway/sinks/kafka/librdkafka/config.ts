@@ -3,8 +3,8 @@
  * has. Pure (no I/O, no native code), so it is unit-tested directly.
  *
  * Ferry owns what its guarantees rest on: the brokers and client id, acks=all, idempotence, the
- * transactional id and timeout, isolation for the committed-topic reader, delivery reports
- * (failures only), batching limits (kafka.maxBatchBytes / maxBatchRecords), the delivery timeout
+ * transactional id and timeout, isolation for the committed-topic reader, delivery reports,
+ * batching limits (kafka.maxBatchBytes / maxBatchRecords), the delivery timeout
  * (kafka.requestTimeoutMs), compression, auto topic creation and partitioning. `kafka.librdkafka`
  * passes any other librdkafka property through, applied last (to the producer, the reader and
  * the admin client alike); a key Ferry owns is a config
@@ -34,9 +34,9 @@ export const DENIED: Readonly<Record<string, string>> = {
   'enable.auto.commit': 'Ferry (the committed-topic reader never commits offsets)',
   'enable.auto.offset.store': 'Ferry',
   'group.id': 'Ferry',
-  dr_cb: 'Ferry (delivery reports of failures)',
-  dr_msg_cb: 'Ferry (delivery reports of failures)',
-  'delivery.report.only.error': 'Ferry (delivery reports of failures)',
+  dr_cb: 'Ferry (delivery reports)',
+  dr_msg_cb: 'Ferry (delivery reports)',
+  'delivery.report.only.error': 'Ferry (delivery reports)',
   'enable.partition.eof': 'Ferry',
   'compression.codec': 'kafka.compression',
   'compression.type': 'kafka.compression',
@@ -159,7 +159,7 @@ export function adminConfig(c: KafkaSinkConfig): NativeConfig {
 
 const CODECS: Readonly<Record<KafkaSinkConfig['compression'], string>> = { none: 'none', gzip: 'gzip', lz4: 'lz4', zstd: 'zstd', snappy: 'snappy' };
 
-/** The producer's properties (see the top of this file). */
+/** The producer's librdkafka properties (see the top of this file); delivery reports are the producer's own business. */
 export function producerConfig(c: KafkaSinkConfig, opts: { transactionalId?: string | undefined; transactionTimeoutMs: number }): NativeConfig {
   const p: NativeConfig = {
     acks: -1,
@@ -180,9 +180,6 @@ export function producerConfig(c: KafkaSinkConfig, opts: { transactionalId?: str
     // instead of waiting out message.timeout.ms; with auto-creation on, the broker gets time to create it.
     'topic.metadata.propagation.max.ms': c.allowAutoTopicCreation ? Math.min(30_000, c.requestTimeoutMs) : Math.min(2000, c.requestTimeoutMs),
     partitioner: 'murmur2_random',
-    // reports of failed records only, with their value (to find the request they were in)
-    dr_msg_cb: true,
-    'delivery.report.only.error': true,
   };
   if (opts.transactionalId !== undefined) {
     p['transactional.id'] = opts.transactionalId;
@@ -190,6 +187,11 @@ export function producerConfig(c: KafkaSinkConfig, opts: { transactionalId?: str
     p['transaction.timeout.ms'] = Math.max(opts.transactionTimeoutMs, c.requestTimeoutMs);
   }
   return { ...baseConfig(c), ...p, ...c.librdkafka };
+}
+
+/** librdkafka properties as the batch addon takes them: strings. */
+export function asStrings(p: NativeConfig): Record<string, string> {
+  return Object.fromEntries(Object.entries(p).map(([k, v]) => [k, String(v)]));
 }
 
 /** The committed-topic reader's properties: read_committed, no group join, never commits. */

@@ -2,10 +2,13 @@
  * The librdkafka driver (driver.ts): @confluentinc/kafka-javascript's native API (not its
  * KafkaJS-compatible layer), loaded only when `kafka.driver` is `librdkafka` (native.ts).
  *
- * - Producer (producer.ts): idempotent, acks=all, delivery reports of failures only, records
- *   handed to librdkafka's accumulator per request and flushed once per send; exactly-once
- *   adds transactional.id (initTransactions fences the previous producer of that id and aborts
- *   the transaction it left open: measured, issue 12 findings).
+ * - Producer: idempotent, acks=all, librdkafka's accumulator per send; exactly-once adds
+ *   transactional.id (initTransactions fences the previous producer of that id and aborts the
+ *   transaction it left open: measured, issue 12 findings). Two implementations of the same
+ *   contract: native-producer.ts on Ferry's addon ferry-rdkafka-batch (a chunk per C call,
+ *   delivery reports counted per request in C), used when it is built, and binding-producer.ts
+ *   on the binding's produce() (a call per record; failed records' reports only), the fallback.
+ *   Both get their librdkafka properties from config.ts.
  * - Partitions of unkeyed records: one per ChunkRecords, round-robin over the topic's partition
  *   count (cached per topic for a minute, LRU-bounded; looked up again when a picked partition
  *   is refused); keyed records: librdkafka's murmur2 (where the Java client puts them).
@@ -25,10 +28,11 @@ import { ConfigError, KafkaError, errorMessage } from '../../../../shared/errors
 import { LruMap } from '../bounded.js';
 import type { DriverContext, DriverProducer, DriverReader, KafkaDriver, ProducerOptions, ReaderOptions, TopicSpec } from '../driver.js';
 import { kafkaClientConfig } from '../kafkajs/driver.js';
-import { adminConfig, producerConfig, readerConfig } from './config.js';
-import { codeNames, toKafkaError, type CodeNames } from './errors.js';
-import { load, type ListedOffset, type TopicDescription, type NativeAdmin, type NativeError, type NativeProducer, type RdKafka } from './native.js';
-import { LibrdkafkaProducer, call, type PartitionPicker } from './producer.js';
+import { adminConfig, asStrings, producerConfig, readerConfig } from './config.js';
+import { codeNames, errorFromName, toKafkaError, type CodeNames } from './errors.js';
+import { call, load, type ListedOffset, type TopicDescription, type NativeAdmin, type NativeError, type BindingProducer, type RdKafka } from './native.js';
+import { BINDING_REPORTS, BindingFallbackProducer, type PartitionPicker } from './binding-producer.js';
+import { NativeProducer, librdkafkaLog, loadBatchAddon, type BatchAddon } from './native-producer.js';
 import { LibrdkafkaReader } from './reader.js';
 
 /** How long a topic's partition count is used before it is looked up again. */
@@ -40,23 +44,21 @@ interface EventSource {
   on(event: 'event.log', fn: (log: { severity: number; fac: string; message: string }) => void): void;
 }
 
-/** Routes a native client's log and error events to `log` (warnings throttled per message). */
+/** Routes a binding client's log and error events to the gateway's logger (client-log.ts, throttled). */
 function watchEvents(client: EventSource, log: Logger): void {
-  const last = new Map<string, number>();
-  const warn = (key: string, obj: Record<string, unknown>, msg: string): void => {
-    const now = Date.now();
-    if ((last.get(key) ?? 0) > now - 10_000) return;
-    if (last.size > 1000) last.clear();
-    last.set(key, now);
-    log.warn(obj, msg);
-  };
+  const out = librdkafkaLog(log);
   // (the binding's error events carry librdkafka's message only: no code, no fatal flag)
-  client.on('event.error', (err) => warn(`error:${err.message}`, {}, `librdkafka: ${err.message}`));
-  client.on('event.log', (entry) => {
-    // (per facility: librdkafka's messages carry addresses and counters that change every time)
-    if (entry.severity <= 4) warn(`log:${entry.fac}`, { facility: entry.fac, severity: entry.severity }, `librdkafka: ${entry.message}`);
-    else log.debug({ facility: entry.fac, severity: entry.severity }, `librdkafka: ${entry.message}`);
-  });
+  client.on('event.error', (err) => out(3, 'ERROR', err.message));
+  client.on('event.log', (entry) => out(entry.severity, entry.fac, entry.message));
+}
+
+export interface LibrdkafkaDriverOptions {
+  /**
+   * The producer: `batch` (Ferry's addon ferry-rdkafka-batch, native-producer.ts: a chunk per C
+   * call), `binding` (the binding's produce() per record, binding-producer.ts), or `auto`
+   * (default): batch when the addon loads, else binding, with a warning.
+   */
+  producer?: 'auto' | 'batch' | 'binding';
 }
 
 /**
@@ -64,7 +66,7 @@ function watchEvents(client: EventSource, log: Logger): void {
  * cannot be loaded, and naming kafka.librdkafka (or kafka) when librdkafka refuses a property
  * (unknown name, bad value): its clients check their settings when made, before connecting.
  */
-export function createLibrdkafkaDriver(ctx: DriverContext): Promise<KafkaDriver> {
+export function createLibrdkafkaDriver(ctx: DriverContext, opts: LibrdkafkaDriverOptions = {}): Promise<KafkaDriver> {
   try {
     const lib = load();
     const c = ctx.config;
@@ -75,7 +77,17 @@ export function createLibrdkafkaDriver(ctx: DriverContext): Promise<KafkaDriver>
       const path = Object.keys(c.librdkafka).length > 0 ? 'kafka.librdkafka' : 'kafka';
       throw new ConfigError([{ path, message: `librdkafka refuses the settings: ${errorMessage(err)}` }], undefined, { cause: err });
     }
-    return Promise.resolve(new LibrdkafkaDriver(ctx, lib));
+    let batch: BatchAddon | undefined;
+    const want = opts.producer ?? 'auto';
+    if (want !== 'binding') {
+      try {
+        batch = loadBatchAddon();
+      } catch (err) {
+        if (want === 'batch') throw new KafkaError(`the batch producer ferry-rdkafka-batch cannot be loaded: ${errorMessage(err)}`, false, { cause: err });
+        ctx.log.warn({ err: errorMessage(err) }, "librdkafka: Ferry's batch producer (ferry-rdkafka-batch) is not built; producing through the binding, at about 3x the CPU per record");
+      }
+    }
+    return Promise.resolve(new LibrdkafkaDriver(ctx, lib, batch));
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
@@ -92,6 +104,8 @@ export class LibrdkafkaDriver implements KafkaDriver {
   constructor(
     private readonly ctx: DriverContext,
     private readonly lib: RdKafka,
+    /** Ferry's batch producer addon; undefined: the binding's produce() */
+    private readonly batch: BatchAddon | undefined,
   ) {
     this.names = codeNames(lib.CODES.ERRORS);
     this.log = ctx.log.child({ driver: 'librdkafka' });
@@ -222,22 +236,40 @@ export class LibrdkafkaDriver implements KafkaDriver {
 
   async createProducer(opts: ProducerOptions): Promise<DriverProducer> {
     const c = this.ctx.config;
-    let native: NativeProducer;
+    const properties = producerConfig(c, opts);
+    const what = opts.transactionalId !== undefined ? `cannot start the transactional producer "${opts.transactionalId}"` : 'cannot start the producer';
+    const timeoutMs = Math.max(c.requestTimeoutMs, 10_000);
+    if (this.batch !== undefined) {
+      try {
+        return await NativeProducer.open({
+          addon: this.batch,
+          properties: asStrings(properties),
+          transactional: opts.transactionalId !== undefined,
+          partitionOf: (set) => this.picker.pick(set.topic),
+          toError: errorFromName,
+          log: librdkafkaLog(this.log),
+          timeoutMs,
+        });
+      } catch (err) {
+        throw toKafkaError(err, what, { names: this.names });
+      }
+    }
+    let native: BindingProducer;
     try {
-      native = new this.lib.Producer(producerConfig(c, opts));
+      native = new this.lib.Producer({ ...properties, ...BINDING_REPORTS });
     } catch (err) {
       throw new KafkaError(`librdkafka refused the producer settings (check kafka.librdkafka): ${errorMessage(err)}`, false, { cause: err });
     }
-    const producer = new LibrdkafkaProducer(native, this.names, c, this.picker, this.log);
+    const producer = new BindingFallbackProducer(native, this.names, c, this.picker, this.log);
     watchEvents(native, this.log);
     try {
-      await call((cb) => native.connect({ timeout: Math.max(c.requestTimeoutMs, 10_000) }, cb));
+      await call((cb) => native.connect({ timeout: timeoutMs }, cb));
       // Serves error events and logs between flushes (a flush serves the delivery reports itself).
       native.setPollInterval(500);
-      if (opts.transactionalId !== undefined) await call((cb) => native.initTransactions(Math.max(c.requestTimeoutMs, 10_000), cb));
+      if (opts.transactionalId !== undefined) await call((cb) => native.initTransactions(timeoutMs, cb));
     } catch (err) {
       await producer.close();
-      throw toKafkaError(err, opts.transactionalId !== undefined ? `cannot start the transactional producer "${opts.transactionalId}"` : 'cannot start the producer', { names: this.names });
+      throw toKafkaError(err, what, { names: this.names });
     }
     return producer;
   }

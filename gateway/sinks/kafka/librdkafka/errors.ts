@@ -53,10 +53,23 @@ export function codeNames(table: Readonly<Record<string, number>>): CodeNames {
 /** The protocol error name (or librdkafka's name for a local error) of a librdkafka error code. */
 export function kafkaType(code: number, names: CodeNames): string {
   const name = names.get(code);
-  if (name === undefined) return `LIBRDKAFKA_${code}`;
+  return name === undefined ? `LIBRDKAFKA_${code}` : typeOfName(name, code);
+}
+
+/** The type for librdkafka's name of an error (`ERR_MSG_SIZE_TOO_LARGE`, `ERR__MSG_TIMED_OUT`). */
+function typeOfName(name: string, code: number): string {
   const renamed = RENAMED[name];
   if (renamed !== undefined) return renamed;
   return code >= 0 && name.startsWith('ERR_') ? name.slice(4) : name;
+}
+
+/**
+ * The error for a librdkafka error as rd_kafka_err2name() names it (`MSG_SIZE_TOO_LARGE`,
+ * `_MSG_TIMED_OUT`: the batch addon's names), for the batch producer's `toError`.
+ */
+export function errorFromName(code: number, err2name: string, message: string, cause?: unknown): LibrdkafkaError {
+  const type = typeOfName(`ERR_${err2name}`, code);
+  return new LibrdkafkaError(`${message} (${type})`, type, code, cause);
 }
 
 /** A KafkaError whose `type` is the protocol error name; `cause` is the library's error. */

@@ -21,6 +21,11 @@ export interface NativeError extends Error {
 
 export type Callback<T = void> = (err: NativeError | null | undefined, value: T) => void;
 
+/** Promise of a callback-style native call. */
+export function call<T>(fn: (cb: Callback<T>) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
+}
+
 /** One header: exactly one own property, name -> value. */
 export type NativeHeader = Record<string, Buffer | string>;
 
@@ -34,7 +39,7 @@ export interface DeliveryReport {
   value?: Buffer | null;
 }
 
-export interface NativeProducer {
+export interface BindingProducer {
   connect(opts: Record<string, unknown>, cb: Callback<unknown>): void;
   disconnect(timeoutMs: number, cb: Callback<unknown>): void;
   produce(topic: string, partition: number | null, value: Buffer | null, key: Buffer | null | undefined, timestampMs: number, opaque: undefined, headers: NativeHeader[] | undefined): unknown;
@@ -90,7 +95,7 @@ export interface NativeAdmin {
 }
 
 export interface RdKafka {
-  Producer: new (conf: NativeConfig) => NativeProducer;
+  Producer: new (conf: NativeConfig) => BindingProducer;
   KafkaConsumer: new (conf: NativeConfig, topicConf: NativeConfig) => NativeConsumer;
   AdminClient: { create(conf: NativeConfig): NativeAdmin };
   CODES: { ERRORS: Record<string, number> };

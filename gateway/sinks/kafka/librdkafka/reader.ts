@@ -16,8 +16,7 @@ import type { Logger } from '../../../../shared/log.js';
 import { errorMessage } from '../../../../shared/errors.js';
 import type { DriverReader, KafkaSinkConfig, ReaderOptions } from '../driver.js';
 import { readerConfig } from './config.js';
-import { call } from './producer.js';
-import type { NativeConsumer, NativeError, RdKafka } from './native.js';
+import { call, type NativeConsumer, type NativeError, type RdKafka } from './native.js';
 
 /** librdkafka's OFFSET_BEGINNING */
 const OFFSET_BEGINNING = -2;

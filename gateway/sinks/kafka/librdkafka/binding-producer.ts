@@ -1,5 +1,8 @@
 /**
- * The librdkafka producer (driver.ts `DriverProducer`).
+ * The librdkafka producer over the binding's own `Producer.produce()` (driver.ts
+ * `DriverProducer`): the fallback when Ferry's batch addon (native-producer.ts,
+ * ferry-rdkafka-batch) is not built; the addon hands a whole chunk to C per call, at about a
+ * third of the CPU per record with the five ferry headers.
  *
  * Sending. librdkafka has its own accumulator: `send()` hands it the records of every request
  * (in order, yielding to the event loop between requests so a flush of 8 MB does not block it
@@ -32,7 +35,7 @@ import type { DriverProducer, KafkaSinkConfig, SendFailure } from '../driver.js'
 import type { ChunkRecords, ProduceRequest } from '../records.js';
 import { toKafkaError, type CodeNames } from './errors.js';
 import { nativeRecords, needsPick } from './messages.js';
-import type { Callback, NativeError, NativeProducer } from './native.js';
+import { call, type NativeError, type BindingProducer } from './native.js';
 
 /** Picks the partition of a ChunkRecords' unkeyed records (driver.ts keeps the counts). */
 export interface PartitionPicker {
@@ -55,17 +58,16 @@ function failedKey(topic: string, size: number, value: Buffer | undefined): stri
   return `${topic}\0${size}\0${value === undefined ? '' : createHash('md5').update(value).digest('base64')}`;
 }
 
-/** Promise of a callback-style native call. */
-export function call<T>(fn: (cb: Callback<T>) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
-}
+/** What this producer adds to the driver's producer properties: reports of failed records only, with their value. */
+export const BINDING_REPORTS = { dr_msg_cb: true, 'delivery.report.only.error': true } as const;
+
 
 /** librdkafka's ERR__PURGE_QUEUE, ERR__PURGE_INFLIGHT */
 const PURGED = new Set([-152, -151]);
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-export class LibrdkafkaProducer implements DriverProducer {
+export class BindingFallbackProducer implements DriverProducer {
   private failed: Failed[] = [];
   private open = false;
   /** the first fatal error a call returned (isFatal), if any: ERR__FATAL later stands for it */
@@ -74,7 +76,7 @@ export class LibrdkafkaProducer implements DriverProducer {
   private readonly picks = new WeakMap<ChunkRecords, number>();
 
   constructor(
-    private readonly native: NativeProducer,
+    private readonly native: BindingProducer,
     private readonly names: CodeNames,
     private readonly config: KafkaSinkConfig,
     private readonly partitions: PartitionPicker,

@@ -4,9 +4,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { gatewayConfigSchema, HEADER_NAMES } from '../../../../gateway/config.js';
-import { LibrdkafkaProducer, type PartitionPicker } from '../../../../gateway/sinks/kafka/librdkafka/producer.js';
+import { BindingFallbackProducer, type PartitionPicker } from '../../../../gateway/sinks/kafka/librdkafka/binding-producer.js';
 import { codeNames } from '../../../../gateway/sinks/kafka/librdkafka/errors.js';
-import type { DeliveryReport, NativeError, NativeProducer } from '../../../../gateway/sinks/kafka/librdkafka/native.js';
+import type { DeliveryReport, NativeError, BindingProducer } from '../../../../gateway/sinks/kafka/librdkafka/native.js';
 import { RequestPacker, fileRecords, type ChunkRecords, type ProduceRequest } from '../../../../gateway/sinks/kafka/records.js';
 import { errorTypes } from '../../../../gateway/sinks/kafka/classify.js';
 import { silentLogger } from '../../../../shared/log.js';
@@ -58,11 +58,11 @@ class FakeNative {
   }
 }
 
-function producerOver(native: FakeNative, maxBatchBytes = 4096): LibrdkafkaProducer {
+function producerOver(native: FakeNative, maxBatchBytes = 4096): BindingFallbackProducer {
   const config = gatewayConfigSchema.parse({ id: 'g', kafka: { brokers: ['k:9092'], driver: 'librdkafka', maxBatchBytes }, http: { allowAnonymous: true } }).kafka;
   let next = 0;
   const picker: PartitionPicker = { pick: () => Promise.resolve(next++ % 3), refused: () => undefined };
-  return new LibrdkafkaProducer(native as unknown as NativeProducer, names, config, picker, silentLogger());
+  return new BindingFallbackProducer(native as unknown as BindingProducer, names, config, picker, silentLogger());
 }
 
 const set = (seq: number, lines: ReadonlyArray<Buffer | string>): ChunkRecords => fileRecords(testChunk({ seq, topic: 't', lines }), { headers: HEADER_NAMES, key: 'none' });
