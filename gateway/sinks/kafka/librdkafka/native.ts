@@ -107,8 +107,8 @@ export interface RdKafka {
 
 export const PACKAGE = '@confluentinc/kafka-javascript';
 export const INSTALL_HINT =
-  `it is built from source at install: apt-get install build-essential python3 libsasl2-dev libssl-dev libcurl4-openssl-dev, ` +
-  `then CKJS_LINKING=dynamic npm ci in ferry's folder; or set kafka.driver: kafkajs`;
+  `it is built from source at install: bash deploy/local/install-native-deps.sh (build-essential, python3 and the -dev packages of ` +
+  `zlib, OpenSSL, zstd, lz4, Cyrus SASL, curl), then CKJS_LINKING=dynamic npm ci in ferry's folder; or set kafka.driver: kafkajs`;
 
 let cached: RdKafka | undefined;
 
