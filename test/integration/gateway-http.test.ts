@@ -27,7 +27,7 @@ after(async () => {
 });
 
 for (const driver of KAFKA_DRIVERS) {
-  /** A name of this driver's run (topics, gateway ids): the broker is shared by all drivers. */
+  /** A name of this driver's run (topics, committed topic, gateway ids): the broker is shared by all drivers. */
   const t = (name: string): string => `${name}-${driver}`;
 
   describe(`HTTP input -> Kafka sink -> real Kafka (driver: ${driver})`, () => {
@@ -44,7 +44,7 @@ for (const driver of KAFKA_DRIVERS) {
       await kafka.createTopic(EVENTS);
       const config = gatewayConfigSchema.parse({
         id: t('gw-http-it'),
-        kafka: withDriver({ brokers: kafka.brokers, lingerMs: 5 }, driver),
+        kafka: withDriver({ brokers: kafka.brokers, lingerMs: 5, committedTopic: t('committed') }, driver),
         http: { listen: '127.0.0.1:0', tokens: [{ token: TOKEN, name: 'it', allowTopics: ['http-*'], agents: ['*'] }] },
       });
       const registry = createRegistry({ defaultMetrics: false });
@@ -187,7 +187,7 @@ for (const driver of KAFKA_DRIVERS) {
           // A partition the topic lacks: refused (4xx), in the body and in the path; nothing produced.
           const far = await produce(`${url}/topics/${topic}`, { records: [{ value: 'ok' }, { value: 'far', partition: 3 }] });
           assert.equal(far.status, 422, await far.clone().text());
-          assert.match(((await far.json()) as { error: { message: string } }).error.message, /records\[1\]\.partition 3 is out of range: topic "http-keyed-[a-z-]+" has 3 partitions \(0-2\)/);
+          assert.match(((await far.json()) as { error: { message: string } }).error.message, /records\[1\]\.partition 3 is out of range: topic "http-keyed-[\w-]+" has 3 partitions \(0-2\)/);
           const farPath = await produce(`${url}/topics/${topic}/partitions/9`, { records: [{ value: 'far' }] });
           assert.equal(farPath.status, 422, await farPath.clone().text());
           await farPath.arrayBuffer();
