@@ -27,7 +27,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, type Logger } from '../shared/log.js';
 import { createRegistry, type Registry } from '../shared/metrics.js';
-import { FerryError, StreamUnsafeError, errorMessage } from '../shared/errors.js';
+import { ConfigError, FerryError, StreamUnsafeError, errorMessage } from '../shared/errors.js';
 import { redactText, redactUrls } from '../shared/redact.js';
 import { VERSION } from '../shared/version.js';
 import { AgentRegistry } from './agents.js';
@@ -228,7 +228,7 @@ export class Gateway {
         if (err instanceof GatewayStartError) throw err;
         await component.stop(Date.now() + 1000).catch(() => undefined);
         // Reached, but refused for a reason waiting does not fix: say so at once.
-        if (err instanceof StreamUnsafeError) throw new GatewayStartError(name, redactText(err.message), { cause: err });
+        if (err instanceof StreamUnsafeError || err instanceof ConfigError) throw new GatewayStartError(name, redactText(err.message), { cause: err });
         const left = giveUpAt - Date.now();
         if (left <= 0) {
           throw new GatewayStartError(name, `cannot reach ${what} after ${timeoutMs / 1000} s (startupTimeoutMs): ${redactText(errorMessage(err))}`, { cause: err });

@@ -115,7 +115,7 @@ import type { Sink, SinkChunk, SinkOutcome, SinkRecord } from '../sink.js';
 import type { Logger } from '../../../shared/log.js';
 import { Counter, Gauge, Histogram } from '../../../shared/metrics.js';
 import { chunkId } from '../../../shared/chunk/codec.js';
-import { KafkaError, TopicForbiddenError, errorMessage } from '../../../shared/errors.js';
+import { ConfigError, KafkaError, TopicForbiddenError, errorMessage } from '../../../shared/errors.js';
 import {
   RequestPacker,
   fileRecords,
@@ -291,6 +291,8 @@ export class KafkaSink implements Sink {
     } catch (err) {
       await this.closeClients();
       this.state = 'stopped';
+      // A setting no retry can fix (the driver's package missing, a property librdkafka refuses).
+      if (err instanceof ConfigError) throw err;
       throw new KafkaError(`cannot start the Kafka sink (brokers ${c.brokers.join(', ')}): ${errorMessage(err)}`, true, { cause: err });
     }
     this.state = 'running';

@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { silentLogger } from '../../../../shared/log.js';
 import { createRegistry } from '../../../../shared/metrics.js';
 import { CHUNK_CONTENT_TYPE } from '../../../../shared/chunk/codec.js';
-import { KafkaError, StreamUnsafeError } from '../../../../shared/errors.js';
+import { ConfigError, KafkaError, StreamUnsafeError } from '../../../../shared/errors.js';
 import { parseHeartbeat } from '../../../../shared/protocol.js';
 import { gatewayConfigSchema } from '../../../../gateway/config.js';
 import { Gateway, GatewayStartError, type Component, type GatewayFactories } from '../../../../gateway/run.js';
@@ -133,6 +133,28 @@ describe('Gateway (run.ts) with fake sink and JetStream input', () => {
     });
     assert.equal(gw.state, 'stopped');
     assert.equal(gw.monitor.app.server.listening, false);
+  });
+
+  it('refuses at once, without retrying for startupTimeoutMs, a Kafka setting no retry can fix (a driver that cannot load)', async () => {
+    let starts = 0;
+    const h = harness(() => {
+      const s = new FakeSink();
+      s.start = () => {
+        starts++;
+        return Promise.reject(new ConfigError([{ path: 'kafka.driver', message: 'librdkafka needs the package @confluentinc/kafka-javascript, which is not installed' }]));
+      };
+      return s;
+    });
+    const gw = new Gateway(config({ startupTimeoutMs: 60_000 }), { log: silentLogger(), registry: createRegistry({ defaultMetrics: false }), factories: h.factories, startRetryMs: 50 });
+    await assert.rejects(gw.start(), (err: unknown) => {
+      assert.ok(err instanceof GatewayStartError);
+      assert.equal(err.part, 'kafka');
+      assert.match(err.message, /kafka\.driver.*not installed/);
+      assert.doesNotMatch(err.message, /cannot reach/);
+      return true;
+    });
+    assert.equal(starts, 1);
+    assert.equal(gw.state, 'stopped');
   });
 
   it('refuses at once, without retrying for startupTimeoutMs, a chunk stream whose settings would lose chunks', async () => {
