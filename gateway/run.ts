@@ -67,6 +67,17 @@ export const defaultFactories: GatewayFactories = {
 };
 
 /** The gateway could not start: which part, and why. */
+/** `p`, or a rejection once `deadline` (ms since epoch, Infinity: none) has passed. */
+function untilDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
+  if (deadline === Infinity) return p;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from ${what} in time`)), Math.max(0, deadline - Date.now()));
+  });
+  p.catch(() => undefined); // the attempt may still fail after the deadline: nobody waits for it
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 export class GatewayStartError extends FerryError {
   readonly part: string;
   constructor(part: string, message: string, options?: { cause?: unknown }) {
@@ -216,7 +227,9 @@ export class Gateway {
       if (this.#abort.signal.aborted) throw new GatewayStartError(name, `stopped while connecting to ${what}`);
       const { component, start } = make();
       try {
-        await start();
+        // A client may wait for Kafka longer than we may (librdkafka waits out its request
+        // timeout): the attempt ends when the start-up time is up, whatever the client does.
+        await untilDeadline(start(), giveUpAt, what);
         this.#starting = '';
         if (this.#abort.signal.aborted) {
           await component.stop(Date.now() + 5000).catch(() => undefined);

@@ -151,9 +151,13 @@ export interface KafkaSinkOptions {
   registry: Registry;
   /** The driver to use instead of the one `kafka.driver` names (unit tests pass a fake). */
   driver?: KafkaDriver;
+  /** health() says not ready once a flush has waited this long for Kafka (default 10 s) */
+  stalledAfterMs?: number;
 }
 
 const MISSING_TOPIC_RECHECK_MS = 5000;
+/** A flush unanswered this long makes the sink not ready (health). */
+const STALLED_AFTER_MS = 10_000;
 /** Topics whose existence and partition count are remembered (least recently used dropped first). */
 const TOPIC_CACHE_MAX = 10_000;
 /** Distinct `topic` label values of the per-topic metrics; further topics count under `_other`. */
@@ -185,6 +189,7 @@ interface Flush {
   /** exactly-once: the EndTxn(commit) on its way, once sent */
   committing: Promise<void> | undefined;
   done: Promise<void>;
+  startedAt: number;
 }
 
 /** Thrown inside a flush that abortInFlight() cut off. */
@@ -233,6 +238,7 @@ export class KafkaSink implements Sink {
   private readonly exactlyOnce: boolean;
   private readonly limits: PackLimits;
   private readonly maxFlushBytes: number;
+  private readonly stalledAfterMs: number;
   private driver: KafkaDriver | undefined;
   private committed: CommittedLog | undefined;
   private producer: DriverProducer | undefined;
@@ -263,6 +269,7 @@ export class KafkaSink implements Sink {
     this.exactlyOnce = config.delivery === 'exactly-once';
     this.limits = { maxBatchBytes: config.maxBatchBytes, maxBatchRecords: config.maxBatchRecords };
     this.maxFlushBytes = Math.max(config.maxFlushBytes, config.maxBatchBytes);
+    this.stalledAfterMs = opts.stalledAfterMs ?? STALLED_AFTER_MS;
   }
 
   async start(): Promise<void> {
@@ -367,7 +374,7 @@ export class KafkaSink implements Sink {
         bytes += p.estimate;
         batch.push(p);
       }
-      const run: Flush = { batch, outcomes: new Map(), aborted: false, committing: undefined, done: Promise.resolve() };
+      const run: Flush = { batch, outcomes: new Map(), aborted: false, committing: undefined, done: Promise.resolve(), startedAt: Date.now() };
       this.current = run;
       run.done = this.flush(run);
       try {
@@ -846,6 +853,12 @@ export class KafkaSink implements Sink {
     if (this.state !== 'running') return { ready: false, detail: `Kafka sink ${this.state}` };
     if (this.consecutiveFailures > 0) {
       return { ready: false, detail: `Kafka failing (${this.consecutiveFailures} failed attempts): ${this.lastError ?? 'unknown error'}` };
+    }
+    // A client may keep waiting for Kafka up to its own timeout (librdkafka retries for
+    // kafka.requestTimeoutMs before it fails a record): a flush that long unanswered says as much.
+    const stalledMs = this.current === undefined ? 0 : Date.now() - this.current.startedAt;
+    if (stalledMs >= this.stalledAfterMs) {
+      return { ready: false, detail: `Kafka has not acknowledged the flush under way for ${Math.round(stalledMs / 1000)} s` };
     }
     return {
       ready: true,

@@ -30,13 +30,15 @@ import type { DriverContext, DriverProducer, DriverReader, KafkaDriver, Producer
 import { kafkaClientConfig } from '../kafkajs/driver.js';
 import { adminConfig, asStrings, producerConfig, readerConfig } from './config.js';
 import { codeNames, errorFromName, toKafkaError, type CodeNames } from './errors.js';
-import { call, load, type ListedOffset, type TopicDescription, type NativeAdmin, type NativeError, type BindingProducer, type RdKafka } from './native.js';
+import { call, load, type Callback, type ListedOffset, type TopicDescription, type NativeAdmin, type NativeError, type BindingProducer, type RdKafka } from './native.js';
 import { BINDING_REPORTS, BindingFallbackProducer, type PartitionPicker } from './binding-producer.js';
 import { NativeProducer, librdkafkaLog, loadBatchAddon, type BatchAddon } from './native-producer.js';
 import { LibrdkafkaReader } from './reader.js';
 
 /** How long a topic's partition count is used before it is looked up again. */
 const PARTITIONS_MAX_AGE_MS = 60_000;
+/** How long connect() waits for Kafka's first answer. */
+const CONNECT_TIMEOUT_MS = 10_000;
 const TOPIC_CACHE_MAX = 10_000;
 
 interface EventSource {
@@ -97,6 +99,8 @@ export class LibrdkafkaDriver implements KafkaDriver {
   readonly name = 'librdkafka';
   private readonly names: CodeNames;
   private admin: NativeAdmin | undefined;
+  /** admin requests in flight (see ask()) */
+  private readonly inflight = new Set<Promise<unknown>>();
   private kafkajsAdmin: Admin | undefined;
   private readonly counts = new LruMap<string, { count: number; at: number; next: number }>(TOPIC_CACHE_MAX);
   private readonly log: Logger;
@@ -119,9 +123,19 @@ export class LibrdkafkaDriver implements KafkaDriver {
     return toKafkaError(err, what, { names: this.names });
   }
 
-  private adminClient(): NativeAdmin {
-    if (this.admin === undefined) throw new KafkaError('the librdkafka driver is not connected', true);
-    return this.admin;
+  /**
+   * One admin request, remembered until it settles: the binding's synchronous disconnect()
+   * waits for the requests in flight (a lock they hold for up to their timeout), so close()
+   * must not call it while there are any, or the event loop stops for that long.
+   */
+  private ask<T>(fn: (admin: NativeAdmin, cb: Callback<T>) => void): Promise<T> {
+    const admin = this.admin;
+    if (admin === undefined) return Promise.reject(new KafkaError('the librdkafka driver is not connected', true));
+    const p = call<T>((cb) => fn(admin, cb));
+    this.inflight.add(p);
+    const forget = (): void => void this.inflight.delete(p);
+    p.then(forget, forget);
+    return p;
   }
 
   async connect(): Promise<void> {
@@ -130,13 +144,14 @@ export class LibrdkafkaDriver implements KafkaDriver {
       watchEvents(admin as unknown as EventSource, this.log);
       this.admin = admin;
     }
-    // The admin client connects lazily: ask for the metadata to know that Kafka answers.
-    await this.listTopics();
+    // The admin client connects lazily: ask for the metadata to know that Kafka answers, within
+    // the time a connection may take (like kafkajs' connectionTimeout), not a whole request timeout.
+    await this.listTopics(Math.min(this.timeoutMs, CONNECT_TIMEOUT_MS));
   }
 
-  async listTopics(): Promise<string[]> {
+  async listTopics(timeout = this.timeoutMs): Promise<string[]> {
     try {
-      return await call<string[]>((cb) => this.adminClient().listTopics({ timeout: this.timeoutMs }, cb));
+      return await this.ask<string[]>((a, cb) => a.listTopics({ timeout }, cb));
     } catch (err) {
       throw this.error(err, 'cannot list the Kafka topics');
     }
@@ -145,7 +160,7 @@ export class LibrdkafkaDriver implements KafkaDriver {
   async partitionCount(topic: string): Promise<number | undefined> {
     let described: TopicDescription[];
     try {
-      described = await call<TopicDescription[]>((cb) => this.adminClient().describeTopics([topic], { timeout: this.timeoutMs }, cb));
+      described = await this.ask<TopicDescription[]>((a, cb) => a.describeTopics([topic], { timeout: this.timeoutMs }, cb));
     } catch (err) {
       const e = this.error(err, `cannot describe topic "${topic}"`);
       if ((e as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return undefined;
@@ -163,14 +178,14 @@ export class LibrdkafkaDriver implements KafkaDriver {
 
   async createTopic(spec: TopicSpec): Promise<void> {
     try {
-      await call((cb) => this.adminClient().createTopic({ topic: spec.topic, num_partitions: spec.partitions, replication_factor: -1, config: { ...spec.config } }, this.timeoutMs, cb));
+      await this.ask((a, cb) => a.createTopic({ topic: spec.topic, num_partitions: spec.partitions, replication_factor: -1, config: { ...spec.config } }, this.timeoutMs, cb));
     } catch (err) {
       throw this.error(err, `cannot create topic "${spec.topic}"`);
     }
     // Like kafkajs' waitForLeaders: the topic is usable once every partition has a leader.
     const deadline = Date.now() + this.timeoutMs;
     while (Date.now() < deadline) {
-      const described = await call<TopicDescription[]>((cb) => this.adminClient().describeTopics([spec.topic], { timeout: this.timeoutMs }, cb)).catch((): TopicDescription[] => []);
+      const described = await this.ask<TopicDescription[]>((a, cb) => a.describeTopics([spec.topic], { timeout: this.timeoutMs }, cb)).catch((): TopicDescription[] => []);
       const t = described.find((d) => d.name === spec.topic);
       if (t !== undefined && t.partitions.length === spec.partitions && t.partitions.every((p) => (p as { leader?: unknown }).leader != null)) return;
       await new Promise((r) => setTimeout(r, 100));
@@ -198,7 +213,7 @@ export class LibrdkafkaDriver implements KafkaDriver {
     if (count === undefined) return out;
     const ask = async (offset: unknown): Promise<Map<number, number>> => {
       const parts = Array.from({ length: count }, (_, partition) => ({ topic, partition, offset }));
-      const res = await call<ListedOffset[]>((cb) => this.adminClient().listOffsets(parts, { timeout: this.timeoutMs, isolationLevel: this.lib.IsolationLevel.READ_COMMITTED }, cb));
+      const res = await this.ask<ListedOffset[]>((a, cb) => a.listOffsets(parts, { timeout: this.timeoutMs, isolationLevel: this.lib.IsolationLevel.READ_COMMITTED }, cb));
       const m = new Map<number, number>();
       for (const r of res) {
         if (r.error) throw r.error;
@@ -279,12 +294,18 @@ export class LibrdkafkaDriver implements KafkaDriver {
   }
 
   async close(): Promise<void> {
-    try {
-      this.admin?.disconnect();
-    } catch {
-      // already disconnected
-    }
+    const admin = this.admin;
     this.admin = undefined;
+    const disconnect = (): void => {
+      try {
+        admin?.disconnect();
+      } catch {
+        // already disconnected
+      }
+    };
+    // Requests in flight end within their timeout; disconnect then, without waiting here.
+    if (this.inflight.size === 0) disconnect();
+    else void Promise.allSettled([...this.inflight]).then(disconnect);
     await this.kafkajsAdmin?.disconnect().catch(() => undefined);
     this.kafkajsAdmin = undefined;
   }

@@ -135,6 +135,24 @@ describe('Gateway (run.ts) with fake sink and JetStream input', () => {
     assert.equal(gw.monitor.app.server.listening, false);
   });
 
+  it('gives up after startupTimeoutMs even when a start attempt never answers (a client waiting out its own timeout)', async () => {
+    const h = harness(() => {
+      const s = new FakeSink();
+      s.start = () => new Promise<void>(() => undefined);
+      return s;
+    });
+    const gw = new Gateway(config({ startupTimeoutMs: 300 }), { log: silentLogger(), registry: createRegistry({ defaultMetrics: false }), factories: h.factories, startRetryMs: 50 });
+    const started = Date.now();
+    await assert.rejects(gw.start(), (err: unknown) => {
+      assert.ok(err instanceof GatewayStartError);
+      assert.equal(err.part, 'kafka');
+      assert.match(err.message, /cannot reach Kafka at 127\.0\.0\.1:1 \(kafka\.brokers\) after 0\.3 s \(startupTimeoutMs\)/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 5000, `gave up after ${Date.now() - started} ms`);
+    assert.equal(gw.state, 'stopped');
+  });
+
   it('refuses at once, without retrying for startupTimeoutMs, a Kafka setting no retry can fix (a driver that cannot load)', async () => {
     let starts = 0;
     const h = harness(() => {

@@ -61,6 +61,9 @@ describe('JetStreamInput and hostile input', () => {
     // Create the consumer, then deliver the message twice elsewhere (like gateways that crashed on it).
     await fx.startInput(config, sink);
     await fx.stopLast();
+    // The stopped input's pull requests may outlive it on the server for a moment; a message
+    // published before they are gone would go to them (a delivery nobody sees) instead of ours.
+    await waitFor(async () => (await fx.jsm.consumers.info(config.stream, config.consumer)).num_waiting === 0, 10_000, 'the stopped input\'s pulls to be gone');
     await fx.publish(config, 1);
     const raw = await fx.js.consumers.get(config.stream, config.consumer);
     for (let i = 0; i < 2; i++) {

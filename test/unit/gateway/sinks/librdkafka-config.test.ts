@@ -117,27 +117,28 @@ describe('librdkafka driver: settings Ferry owns and settings only one driver ha
 
   it('refuses lz4, zstd and snappy with the kafkajs driver, naming kafka.compression and kafka.driver', () => {
     for (const codec of ['lz4', 'zstd', 'snappy']) {
-      const issues = issuesOf(`  compression: ${codec}\n`);
+      const issues = issuesOf(`  driver: kafkajs\n  compression: ${codec}\n`);
       assert.deepEqual(
         issues.map((i) => i.path),
         ['kafka.compression'],
       );
       assert.match(issues[0]!.message, /needs kafka\.driver: librdkafka/);
     }
-    assert.equal(parse('  compression: gzip\n').kafka.compression, 'gzip');
+    assert.equal(parse('  driver: kafkajs\n  compression: gzip\n').kafka.compression, 'gzip');
+    assert.equal(parse('  compression: lz4\n').kafka.compression, 'lz4', 'the default driver (librdkafka) has lz4');
   });
 
   it('refuses oauthbearer, gssapi and librdkafka properties with the kafkajs driver', () => {
     assert.deepEqual(
-      issuesOf('  sasl:\n    mechanism: gssapi\n').map((i) => i.path),
+      issuesOf('  driver: kafkajs\n  sasl:\n    mechanism: gssapi\n').map((i) => i.path),
       ['kafka.sasl.mechanism'],
     );
     assert.deepEqual(
-      issuesOf('  sasl:\n    mechanism: oauthbearer\n    oauthbearer:\n      tokenEndpointUrl: https://idp/token\n      clientId: c\n      clientSecret: s\n').map((i) => i.path),
+      issuesOf('  driver: kafkajs\n  sasl:\n    mechanism: oauthbearer\n    oauthbearer:\n      tokenEndpointUrl: https://idp/token\n      clientId: c\n      clientSecret: s\n').map((i) => i.path),
       ['kafka.sasl.mechanism'],
     );
     assert.deepEqual(
-      issuesOf('  librdkafka:\n    linger.ms: 5\n').map((i) => i.path),
+      issuesOf('  driver: kafkajs\n  librdkafka:\n    linger.ms: 5\n').map((i) => i.path),
       ['kafka.librdkafka'],
     );
   });
