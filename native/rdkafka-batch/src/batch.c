@@ -260,6 +260,39 @@ static void slot_for(producer *p, uint32_t id) {
   pthread_mutex_unlock(&p->slot_lock);
 }
 
+/* The arguments both produce calls start with: (h, batch, topic, partition, key|null). */
+typedef struct {
+  producer *p;
+  uint32_t batch;
+  char topic[512];
+  int32_t partition;
+  const char *key;
+  size_t key_len;
+} produce_head;
+
+static int get_head(napi_env env, napi_value *argv, const char *fn, produce_head *h) {
+  h->p = unwrap(env, argv[0]);
+  if (h->p == NULL) return -1;
+  napi_valuetype kt;
+  h->key = NULL;
+  h->key_len = 0;
+  if (napi_get_value_uint32(env, argv[1], &h->batch) != napi_ok || get_str(env, argv[2], h->topic, sizeof h->topic) < 0 ||
+      napi_get_value_int32(env, argv[3], &h->partition) != napi_ok) {
+    char text[128];
+    snprintf(text, sizeof text, "%s: (handle, batch, topic, partition, key, ...) expected", fn);
+    napi_throw_type_error(env, NULL, text);
+    return -1;
+  }
+  napi_typeof(env, argv[4], &kt);
+  if (kt != napi_null && kt != napi_undefined && get_buffer(env, argv[4], &h->key, &h->key_len) < 0) {
+    char text[128];
+    snprintf(text, sizeof text, "%s: key must be a Buffer or null", fn);
+    napi_throw_type_error(env, NULL, text);
+    return -1;
+  }
+  return 0;
+}
+
 static napi_value produce_chunk(napi_env env, napi_callback_info info) {
   size_t argc = 12;
   napi_value argv[12];
@@ -268,23 +301,16 @@ static napi_value produce_chunk(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "produceChunk: 12 arguments expected");
     return NULL;
   }
-  producer *p = unwrap(env, argv[0]);
-  if (p == NULL) return NULL;
-  uint32_t batch;
-  int32_t partition;
+  produce_head head;
+  if (get_head(env, argv, "produceChunk", &head) < 0) return NULL;
+  producer *p = head.p;
+  uint32_t batch = head.batch;
+  int32_t partition = head.partition;
+  const char *key = head.key;
+  size_t key_len = head.key_len;
+  const char *topic = head.topic;
   int64_t ts;
-  char topic[512];
-  CHECK(env, napi_get_value_uint32(env, argv[1], &batch));
-  if (get_str(env, argv[2], topic, sizeof topic) < 0) return NULL;
-  CHECK(env, napi_get_value_int32(env, argv[3], &partition));
-  const char *key = NULL;
-  size_t key_len = 0;
   napi_valuetype kt;
-  napi_typeof(env, argv[4], &kt);
-  if (kt != napi_null && kt != napi_undefined && get_buffer(env, argv[4], &key, &key_len) < 0) {
-    napi_throw_type_error(env, NULL, "produceChunk: key must be a Buffer or null");
-    return NULL;
-  }
   CHECK(env, napi_get_value_int64(env, argv[5], &ts));
   const char *data;
   size_t data_len;
@@ -387,23 +413,15 @@ static napi_value produce_record(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "produceRecord: 8 arguments expected");
     return NULL;
   }
-  producer *p = unwrap(env, argv[0]);
-  if (p == NULL) return NULL;
-  uint32_t batch;
-  int32_t partition;
+  produce_head head;
+  if (get_head(env, argv, "produceRecord", &head) < 0) return NULL;
+  producer *p = head.p;
+  uint32_t batch = head.batch;
+  int32_t partition = head.partition;
+  const char *key = head.key, *value = NULL;
+  size_t key_len = head.key_len, value_len = 0;
+  const char *topic = head.topic;
   int64_t ts;
-  char topic[512];
-  CHECK(env, napi_get_value_uint32(env, argv[1], &batch));
-  if (get_str(env, argv[2], topic, sizeof topic) < 0) return NULL;
-  CHECK(env, napi_get_value_int32(env, argv[3], &partition));
-  const char *key = NULL, *value = NULL;
-  size_t key_len = 0, value_len = 0;
-  napi_valuetype kt;
-  napi_typeof(env, argv[4], &kt);
-  if (kt != napi_null && kt != napi_undefined && get_buffer(env, argv[4], &key, &key_len) < 0) {
-    napi_throw_type_error(env, NULL, "produceRecord: key must be a Buffer or null");
-    return NULL;
-  }
   if (get_buffer(env, argv[5], &value, &value_len) < 0) {
     napi_throw_type_error(env, NULL, "produceRecord: value must be a Buffer");
     return NULL;

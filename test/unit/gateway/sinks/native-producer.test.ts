@@ -31,20 +31,7 @@ class FakeAddon implements Partial<BatchAddon> {
   private pending: Array<{ batch: number; index: number }> = [];
 
   create = (): unknown => ({});
-  produceChunk = (
-    _h: unknown,
-    batch: number,
-    topic: string,
-    partition: number,
-    _key: Buffer | null,
-    _ts: number,
-    data: Buffer,
-    spans: Int32Array,
-    offsets: Float64Array | null,
-    lead: ReadonlyArray<readonly [string, Buffer]>,
-    tail: ReadonlyArray<readonly [string, Buffer]>,
-    flags: Array<Buffer | null> | null,
-  ): number => {
+  produceChunk: BatchAddon['produceChunk'] = (_h, batch, topic, partition, _key, _ts, data, spans, offsets, lead, tail, flags) => {
     this.calls.push(`chunk ${batch} ${spans.length / 2}`);
     for (let i = 0; i < spans.length / 2; i++) {
       const value = data.subarray(spans[2 * i], spans[2 * i]! + spans[2 * i + 1]!).toString();
