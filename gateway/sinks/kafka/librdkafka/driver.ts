@@ -4,7 +4,7 @@
  *
  * - Producer: idempotent, acks=all, librdkafka's accumulator per send; exactly-once adds
  *   transactional.id (initTransactions fences the previous producer of that id and aborts the
- *   transaction it left open: measured, issue 12 findings). Two implementations of the same
+ *   transaction it left open; verified by the conformance suite). Two implementations of the same
  *   contract: native-producer.ts on Ferry's addon ferry-rdkafka-batch (a chunk per C call,
  *   delivery reports counted per request in C), used when it is built, and binding-producer.ts
  *   on the binding's produce() (a call per record; failed records' reports only), the fallback.
