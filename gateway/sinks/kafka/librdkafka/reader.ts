@@ -2,8 +2,8 @@
  * librdkafka reader of the committed topic (driver.ts `DriverReader`): a native KafkaConsumer,
  * read_committed, with every partition assign()ed from the beginning: no consumer group is
  * joined and no offset is ever committed (librdkafka insists on a group.id anyway: a random one,
- * never used on the broker). Measured (issue 12 findings): `position()` moves past transaction
- * markers and aborted records, so `position >= last stable offset` means caught up.
+ * never used on the broker). `position()` moves past transaction markers and aborted records,
+ * so `position >= last stable offset` means caught up (the driver conformance suite checks it).
  *
  * A consume loop runs until stop(): `consume(1000)` (the binding waits up to 200 ms in a worker
  * thread), keys to `onKeys`, positions from `position()`, then `onProgress`. An error that
