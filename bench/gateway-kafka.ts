@@ -1,7 +1,7 @@
 // Benchmark: JetStream -> ferry-gateway (JetStreamInput + Kafka sink) -> Kafka.
 //
 //   npm run build && node dist/bench/gateway-kafka.js [--lines 300000] [--line-bytes 200]
-//        [--chunk-lines 500] [--modes exactly-once,at-least-once] [--drivers kafkajs,librdkafka]
+//        [--chunk-lines 500] [--fetch-batch N] [--queued-bytes 16MiB] [--modes exactly-once,at-least-once] [--drivers kafkajs,librdkafka]
 //
 // For each driver and delivery mode: start a fresh nats-server and Kafka (test harness), pre-load the
 // stream with encoded chunks, then start the gateway and time the drain until JetStream is
@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
     'line-bytes': { type: 'string', default: '200' },
     'chunk-lines': { type: 'string', default: '500' },
     modes: { type: 'string', default: 'exactly-once,at-least-once' },
+    'fetch-batch': { type: 'string' },
+    'queued-bytes': { type: 'string' },
     drivers: { type: 'string', default: gatewayConfigSchema.shape.kafka.shape.driver.unwrap().options.join(',') },
   },
 });
@@ -69,16 +71,22 @@ async function run(driver: string, mode: 'exactly-once' | 'at-least-once'): Prom
       await new Promise((r) => setTimeout(r, 2000));
       await kafka.createTopic('bench');
     });
-    const config = gatewayConfigSchema.parse({ id: 'bench-gw', kafka: { brokers: kafka.brokers, delivery: mode, driver }, nats: { servers: [nats.url] } });
+    const config = gatewayConfigSchema.parse({ id: 'bench-gw', kafka: { brokers: kafka.brokers, delivery: mode, driver }, nats: { servers: [nats.url], ...(args['fetch-batch'] ? { fetchBatch: Number(args['fetch-batch']) } : {}), ...(args['queued-bytes'] ? { maxQueuedBytes: args['queued-bytes'] } : {}) } });
     const nc = await connect({ servers: nats.url });
     const jsm = await jetstreamManager(nc);
     await ensureJetStream(jsm, config.nats!, silentLogger());
     const js = jetstream(nc);
     const window: Array<Promise<unknown>> = [];
     let published = 0;
+    let windowBytes = 0;
     for (const c of chunks()) {
       window.push(js.publish('ferry.chunks.bench-agent', c, { msgID: `bench-agent/${++published}` }));
-      if (window.length >= 256) await Promise.all(window.splice(0));
+      windowBytes += c.length;
+      // Bounded by bytes too: large chunks would otherwise outlast the publish timeout.
+      if (window.length >= 256 || windowBytes >= 16e6) {
+        await Promise.all(window.splice(0));
+        windowBytes = 0;
+      }
     }
     await Promise.all(window);
     const loaded = (await jsm.streams.info(config.nats!.stream)).state;
@@ -87,16 +95,27 @@ async function run(driver: string, mode: 'exactly-once' | 'at-least-once'): Prom
     const log = silentLogger();
     if (global.gc) global.gc();
     const rssBefore = process.memoryUsage().rss;
+    const externalBefore = process.memoryUsage().external;
     let peakRss = rssBefore;
-    const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+    const peak = { heapUsed: 0, external: 0, arrayBuffers: 0 };
+    const sampler = setInterval(() => {
+      const m = process.memoryUsage();
+      peakRss = Math.max(peakRss, m.rss);
+      for (const k of ['heapUsed', 'external', 'arrayBuffers'] as const) peak[k] = Math.max(peak[k], m[k]);
+    }, 50);
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const sink = createKafkaSink(config.kafka, { gatewayId: 'bench-gw', log, registry });
     await sink.start();
     const input = new JetStreamInput({ config: config.nats!, sink, log, registry });
     await input.start();
+    // RSS over the drain, per tenth of the stream drained: flat if memory is bounded by what is
+    // in flight rather than by the backlog.
+    const rssByTenth: number[] = [];
     for (;;) {
       const st = (await jsm.streams.info(config.nats!.stream)).state;
+      const tenth = Math.min(9, Math.floor((10 * (loaded.messages - st.messages)) / loaded.messages));
+      rssByTenth[tenth] = Math.max(rssByTenth[tenth] ?? 0, Math.round(process.memoryUsage().rss / 1e6));
       if (st.messages === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -127,7 +146,12 @@ async function run(driver: string, mode: 'exactly-once' | 'at-least-once'): Prom
       cpuMicrosPerRecord: +((cpu.user + cpu.system) / LINES).toFixed(1),
       peakRssMB: Math.round(peakRss / 1e6),
       rssGrowthMB: Math.round((peakRss - rssBefore) / 1e6),
+      // Where the peak is: the JS heap, and memory outside it held by JS objects (Buffers).
+      peakHeapMB: Math.round(peak.heapUsed / 1e6),
+      peakExternalMB: Math.round(peak.external / 1e6),
+      externalBeforeMB: Math.round(externalBefore / 1e6),
       kafkaEndOffset: kafkaOffsets,
+      rssMBByTenth: Array.from(rssByTenth, (v) => v ?? '-').join(' '),
     };
   } finally {
     await nats.stop();

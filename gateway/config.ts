@@ -100,6 +100,9 @@ const nats = z.strictObject({
     .describe('must be 0 (kept for compatibility): an age limit on the chunk stream would delete chunks the agents consider delivered'),
   duplicateWindowMs: ms({ min: 1000, max: MAX_AGE_MS }).default(120000),
   fetchBatch: z.number().int().min(1).max(10000).default(256).describe('messages fetched per pull'),
+  maxQueuedBytes: bytes({ min: 64 * 1024 })
+    .default(8 * 1024 * 1024)
+    .describe('bytes of fetched chunks waiting for the sink; the input fetches no more while this many wait, so memory is bounded by bytes as well as by fetchBatch (a chunk larger than this still goes, alone)'),
   maxAckPending: z.number().int().min(1).default(4096),
   ackWaitMs: ms({ min: 1000 }).default(30000),
   deadLetterSubject: z.string().default('ferry.dead').describe('malformed chunks are republished here, then terminated'),

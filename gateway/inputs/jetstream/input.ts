@@ -2,12 +2,13 @@
  * JetStream input: pulls agents' chunks from the shared durable consumer, hands them to the
  * sink, and acknowledges each message only after the sink answered ok for its chunk.
  *
- * Two tasks per input. The pump pulls messages (fetches of up to `fetchBatch`) into a queue and
- * stops pulling while `fetchBatch` messages wait, or while held agents keep `maxHeldBytes` /
- * `maxAckPending - fetchBatch` messages (at least half of maxAckPending); every message is leased
- * (leases.ts) from the moment it arrives. The processor takes whatever is queued (up to `fetchBatch`: one message at a
- * trickle, full batches under load, so latency stays low without a fetch timeout) and checks
- * each message in stream order (`admit`):
+ * Two tasks per input. The pump pulls messages into a queue (fetch-queue.ts: each fetch asks for
+ * what fits in `fetchBatch` messages and `maxQueuedBytes`) and stops pulling while the queue is
+ * full, or while held agents keep `maxHeldBytes` / `maxAckPending - fetchBatch` messages (at
+ * least half of maxAckPending); every message is leased (leases.ts) from the moment it arrives.
+ * The processor takes whatever is queued (up to `fetchBatch` and `maxQueuedBytes`: one message
+ * at a trickle, full batches under load, so latency stays low without a fetch timeout) and
+ * checks each message in stream order (`admit`):
  *   lease ran out (no working() got through within ack_wait: JetStream redelivered it)
  *                         dropped: no produce, no ack; the redelivery carries it (counted, logged)
  *   delivered more than `maxDeliveries` times    dead-letter `max-deliveries` (before decoding)
@@ -77,6 +78,7 @@ import { natsConnectOptions } from './connect.js';
 import { chunkIdentityProblem, heartbeatIdentityOk, subjectAgentId } from './identity.js';
 import { Leases } from './leases.js';
 import { HeldAgents } from './held.js';
+import { FetchQueue } from './fetch-queue.js';
 import { JetStreamTelemetry, type DeadReason, type HoldReason } from './telemetry.js';
 
 export interface JetStreamInputOptions {
@@ -96,6 +98,8 @@ export interface JetStreamInputOptions {
 export const NATS_SOURCE = 'nats';
 
 const FETCH_EXPIRES_MS = 5000;
+/** nats-server's max_payload when the server does not say (1 MiB) */
+const NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /**
  * nak() delay on stop. The server still holds our pending pull requests (a pull cannot be
  * cancelled): a message nak()ed without delay goes into one of them, bounces, and comes back
@@ -151,7 +155,7 @@ export class JetStreamInput {
   private stopDeadline = Infinity;
   private readonly fetches = new Set<ConsumerMessages>();
   /** fetched, leased, not yet given to the sink */
-  private readonly queue: JsMsg[] = [];
+  private readonly queue: FetchQueue<JsMsg>;
   private wakePump: (() => void) | undefined;
   private wakeProcessor: (() => void) | undefined;
 
@@ -163,6 +167,7 @@ export class JetStreamInput {
     this.policy = new TopicPolicy(opts.config.allowTopics, opts.reserved);
     this.onHeartbeat = opts.onHeartbeat;
     this.leases = new Leases(opts.config.ackWaitMs);
+    this.queue = new FetchQueue({ maxMessages: opts.config.fetchBatch, maxBytes: opts.config.maxQueuedBytes, largestMessage: NATS_DEFAULT_MAX_PAYLOAD });
     this.held = new HeldAgents({ maxMs: opts.config.holdRetryMaxMs, size: (m) => m.data.length });
   }
 
@@ -176,6 +181,7 @@ export class JetStreamInput {
     }
     this.connected = true;
     const nc = this.nc;
+    if (nc.info?.max_payload) this.queue.largestAllowed(nc.info.max_payload);
     void this.watchStatus(nc);
     try {
       const jsm = await jetstreamManager(nc);
@@ -299,14 +305,14 @@ export class JetStreamInput {
   private async pump(): Promise<void> {
     let failures = 0;
     while (!this.stopping) {
-      if (this.queue.length >= this.config.fetchBatch || this.heldFull()) {
+      if (this.queue.full() || this.heldFull()) {
         await new Promise<void>((resolve) => (this.wakePump = resolve));
         continue;
       }
       try {
-        // By count (max_messages and max_bytes exclude each other): memory held is at most
-        // about 2 x fetchBatch x the largest chunk (NATS max_payload), plus what held agents keep.
-        const iter = await this.consumer!.fetch({ max_messages: this.config.fetchBatch, expires: FETCH_EXPIRES_MS });
+        // By count, planned on the size of recent chunks (fetch-queue.ts): what waits stays
+        // within about maxQueuedBytes, plus the processor's slice and what held agents keep.
+        const iter = await this.consumer!.fetch({ max_messages: this.queue.nextFetch(), expires: FETCH_EXPIRES_MS });
         this.fetches.add(iter);
         try {
           for await (const m of iter) {
@@ -317,6 +323,7 @@ export class JetStreamInput {
           }
         } finally {
           this.fetches.delete(iter);
+          this.queue.fetchEnded();
         }
         failures = 0;
         this.fetchFailures = 0;
@@ -359,7 +366,7 @@ export class JetStreamInput {
         await this.process(due.map((d) => d.head));
         for (const { agent, head } of due) if (!this.leases.has(head)) this.releaseAgent(agent);
       } else if (this.queue.length > 0) {
-        await this.process(this.queue.splice(0, this.config.fetchBatch));
+        await this.process(this.queue.take());
       } else {
         await this.idle();
         continue;
@@ -374,7 +381,7 @@ export class JetStreamInput {
   /** A held agent's chunk is done: the chunks behind it go first, before anything newer. */
   private releaseAgent(agent: string): void {
     const { rest, attempts, heldMs } = this.held.release(agent);
-    this.queue.unshift(...rest);
+    this.queue.putBack(rest);
     this.tele.released(agent, attempts, heldMs, rest.length);
     this.gauges();
   }

@@ -94,6 +94,26 @@ describe('JetStreamInput holds and limits', () => {
     assert.deepEqual(firstOk, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'in stream order');
   });
 
+  it('fetches no more while nats.maxQueuedBytes of chunks wait for a busy sink, then delivers them all in order', async () => {
+    const config = fx.config({ maxQueuedBytes: '256KiB', ackWaitMs: 10_000 });
+    await prepare(config);
+    const lines = Array.from({ length: 100 }, (_, i) => `${i} ${'x'.repeat(1000)}`); // ~100 KB per chunk
+    for (let s = 1; s <= 20; s++) await fx.publish(config, s, 'logs', 'agent-1', lines);
+    const sink = new HangingSink();
+    await fx.startInput(config, sink);
+    await waitFor(() => sink.calls.length >= 1, 10_000, 'the first chunks at the sink');
+    await new Promise((r) => setTimeout(r, 500)); // room for the pump to fetch whatever it would
+    const info = await fx.jsm.consumers.info(config.stream, config.consumer);
+    // At the sink: one slice (maxDecodedBytes); queued: about 256 KiB, i.e. 2-3 chunks.
+    assert.ok(info.num_ack_pending <= sink.received.length + 4, `delivered to the gateway and not acked: ${info.num_ack_pending}, at the sink: ${sink.received.length}`);
+    assert.ok(info.num_pending >= 14, `most chunks are still in JetStream: ${info.num_pending} not delivered yet`);
+    await sink.abortInFlight(); // the held call is answered "retry": the same chunks go again
+    sink.send = FakeSink.prototype.send.bind(sink);
+    await waitFor(async () => (await fx.pending(config)) === 0, 15_000, 'all chunks acked');
+    const firstOk = sink.seqs().filter((s, i, all) => all.indexOf(s) === i);
+    assert.deepEqual(firstOk, Array.from({ length: 20 }, (_, i) => i + 1), 'in stream order');
+  });
+
   it('drops a held message whose ack lease ran out while NATS was away (no produce, no ack) and lets the redelivery carry it', async () => {
     const config = fx.config({ ackWaitMs: 2000 });
     const sink = new FakeSink();
