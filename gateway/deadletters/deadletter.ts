@@ -87,7 +87,7 @@ export function describeDeadLetter(m: DeadLetterMessage): { deadLetter: DeadLett
       subject: header(m.headers, 'Ferry-Dead-Subject'),
       topic: chunk?.header.topic ?? null,
       path: chunk?.header.path ?? null,
-      lines: chunk?.records.length ?? null,
+      lines: chunk?.count ?? null,
       originalStream: header(m.headers, 'Ferry-Dead-Stream'),
       originalSeq: Number.isSafeInteger(originalSeq) ? originalSeq : null,
       // a forgery is never produced: replayed, it would land (and be committed) under the id of

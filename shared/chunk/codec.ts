@@ -25,6 +25,7 @@
  * - record bytes are opaque: invalid UTF-8 and binary content are carried unchanged.
  */
 import { ChunkMalformedError, ChunkRecordLimitError, ChunkVersionError } from '../errors.js';
+import { chunkFromColumns, type DecodedChunk } from './decoded.js';
 
 export const CHUNK_MAGIC = Buffer.from('FRYC', 'ascii');
 export const CHUNK_VERSION = 1;
@@ -82,20 +83,8 @@ export interface RecordEntry {
   flags: number;
 }
 
-export interface DecodedRecord {
-  /** file byte offset of the record's first byte */
-  offset: number;
-  /** the record's bytes: a view into the chunk buffer, not a copy */
-  value: Buffer;
-  flags: number;
-}
-
-export interface DecodedChunk {
-  header: ChunkHeader;
-  records: DecodedRecord[];
-  /** total bytes of record data */
-  dataBytes: number;
-}
+export type { DecodedChunk, DecodedRecord, RecordColumns } from './decoded.js';
+export { chunkFromRecords } from './decoded.js';
 
 export const AGENT_ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 export const TOPIC_PATTERN = /^[A-Za-z0-9._-]{1,249}$/;
@@ -259,7 +248,8 @@ export function decodeChunkHeader(buf: Uint8Array): { header: ChunkHeader; bodyS
 
 /**
  * Decodes and validates a chunk. Never throws anything but ChunkMalformedError or
- * ChunkVersionError, whatever the input bytes are. Record values are views into `buf`.
+ * ChunkVersionError, whatever the input bytes are. Records are columns over `buf` (decoded.ts),
+ * not copies.
  */
 export function decodeChunk(buf: Uint8Array): DecodedChunk {
   const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -286,30 +276,36 @@ export function decodeChunk(buf: Uint8Array): DecodedChunk {
     }
     fail('varint longer than 8 bytes');
   };
-  const gaps = new Array<number>(count);
-  const lengths = new Array<number>(count);
-  const flags = new Array<number>(count);
+  // Columns (decoded.ts): offsets holds the gaps until the data's start is known.
+  const spans = new Int32Array(2 * count);
+  const offsets = new Float64Array(count);
+  const flags = new Uint8Array(count);
+  let flagged = false;
   let dataBytes = 0;
   for (let i = 0; i < count; i++) {
-    gaps[i] = readVarint();
+    offsets[i] = readVarint();
     const len = readVarint();
-    lengths[i] = len;
+    // Longer than the whole chunk cannot be right (nor fit an Int32 span).
+    if (len > b.length) fail(`record ${i} is ${len} bytes, longer than the chunk`);
+    spans[2 * i + 1] = len;
     if (pos >= b.length) fail('record index runs past the end');
-    flags[i] = b[pos++]!;
+    const f = b[pos++]!;
+    flags[i] = f;
+    flagged ||= f !== 0;
     dataBytes += len;
   }
   if (pos + dataBytes !== b.length) {
     fail(`records add up to ${dataBytes} bytes but ${b.length - pos} bytes of data follow the index`);
   }
-  const records = new Array<DecodedRecord>(count);
   let fileOffset = header.offsetStart;
   for (let i = 0; i < count; i++) {
-    const offset = fileOffset + gaps[i]!;
-    const len = lengths[i]!;
+    const offset = fileOffset + offsets[i]!;
+    const len = spans[2 * i + 1]!;
     fileOffset = offset + len;
     if (fileOffset > header.offsetEnd) fail(`record ${i} ends at file offset ${fileOffset}, past header.offsetEnd ${header.offsetEnd}`);
-    records[i] = { offset, value: b.subarray(pos, pos + len), flags: flags[i]! };
+    offsets[i] = offset;
+    spans[2 * i] = pos;
     pos += len;
   }
-  return { header, records, dataBytes };
+  return chunkFromColumns(header, dataBytes, { data: b, spans, offsets, flags, flagged });
 }

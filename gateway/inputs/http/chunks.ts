@@ -54,9 +54,9 @@ export const chunksPlugin: FastifyPluginCallback<HttpContext> = (app: FastifyIns
         checkTopic(cred, header.topic);
         const outcome = await ctx.caller.send({ chunk, source: cred.name }, id);
         if (outcome.kind !== 'ok') throw outcomeToHttpError(outcome, header.topic, ctx.config.retryAfterMs);
-        ctx.telemetry.accepted('chunk', fields, chunk.records.length, outcome.duplicate);
+        ctx.telemetry.accepted('chunk', fields, chunk.count, outcome.duplicate);
         void reply.code(200);
-        return { id, duplicate: outcome.duplicate, records: chunk.records.length };
+        return { id, duplicate: outcome.duplicate, records: chunk.count };
       });
     } catch (err) {
       if (err instanceof HttpError) {

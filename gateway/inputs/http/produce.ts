@@ -30,7 +30,7 @@
  * headers or partitions answer 501 if the sink cannot honour them (`Sink.acceptsRecords`).
  */
 import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify';
-import { MAX_RECORDS_PER_CHUNK, TOPIC_PATTERN, type ChunkHeader, type DecodedChunk, type DecodedRecord } from '../../../shared/chunk/codec.js';
+import { MAX_RECORDS_PER_CHUNK, TOPIC_PATTERN, chunkFromRecords, type ChunkHeader, type DecodedChunk, type DecodedRecord } from '../../../shared/chunk/codec.js';
 import type { SinkRecord } from '../../sinks/sink.js';
 import { checkTopic } from './auth.js';
 import { addRawBodyParser, parseJson } from './body.js';
@@ -152,7 +152,7 @@ export function syntheticChunk(agentId: string, seq: number, host: string, topic
     lineCount: records.length,
     readAtMs: Date.now(),
   };
-  return { header, records: decoded, dataBytes: offset };
+  return chunkFromRecords(header, decoded);
 }
 
 export const producePlugin: FastifyPluginCallback<HttpContext> = (app: FastifyInstance, ctx: HttpContext, done) => {

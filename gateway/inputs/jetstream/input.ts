@@ -407,7 +407,7 @@ export class JetStreamInput {
       if (this.pastStopDeadline()) return;
       const item = await this.admit(msg);
       if (!item) continue;
-      const r = item.chunk.records.length;
+      const r = item.chunk.count;
       const b = item.chunk.dataBytes;
       if (slice.length > 0 && (bytes + b > maxDecodedBytes || records + r > maxDecodedRecords)) {
         await this.deliver(slice);
@@ -464,7 +464,7 @@ export class JetStreamInput {
       this.holdForSetting('forbidden-topic', { msg, chunk, agent }, `topic "${topic}" is not allowed for chunks arriving over NATS (nats.allowTopics: ${this.policy.describe()})`);
       return undefined;
     }
-    if (!this.counted.has(msg)) this.tele.received(topic, chunk.records.length, chunk.dataBytes);
+    if (!this.counted.has(msg)) this.tele.received(topic, chunk.count, chunk.dataBytes);
     this.counted.add(msg);
     return { msg, chunk, agent };
   }

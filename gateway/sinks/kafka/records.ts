@@ -115,7 +115,7 @@ export interface ChunkRecords {
   readonly topic: string;
   readonly count: number;
   /** estimated size of each record in a produce request, in order */
-  readonly sizes: readonly number[];
+  readonly sizes: ArrayLike<number>;
   /** sum of `sizes` */
   readonly bytes: number;
   /** sum of the records' value bytes */
@@ -149,20 +149,19 @@ export function fileRecords(chunk: DecodedChunk, opts: RecordOptions, timestampM
   for (const [name, v] of lead) fixed += HEADER_OVERHEAD_BYTES + name.length + v.length;
   for (const [name, v] of tail) fixed += HEADER_OVERHEAD_BYTES + name.length + v.length;
 
-  const n = chunk.records.length;
-  const sizes = new Array<number>(n);
+  const n = chunk.count;
+  const { spans, offsets, flags } = chunk.columns;
+  const sizes = new Float64Array(n);
   let bytes = 0;
-  let valueBytes = 0;
   for (let i = 0; i < n; i++) {
-    const r = chunk.records[i]!;
-    let size = fixed + r.value.length;
+    let size = fixed + spans[2 * i + 1]!;
     // ferry.offset: a decimal of at most 16 digits (offsets are safe integers)
-    if (withOffset) size += HEADER_OVERHEAD_BYTES + 12 + decimalDigits(r.offset);
-    if (r.flags !== 0) size += HEADER_OVERHEAD_BYTES + 11 + flagsHeader(r.flags).length;
+    if (withOffset) size += HEADER_OVERHEAD_BYTES + 12 + decimalDigits(offsets[i]!);
+    if (flags[i] !== 0) size += HEADER_OVERHEAD_BYTES + 11 + flagsHeader(flags[i]!).length;
     sizes[i] = size;
     bytes += size;
-    valueBytes += r.value.length;
   }
+  const valueBytes = chunk.dataBytes;
   return { topic: h.topic, count: n, sizes, bytes, valueBytes, timestampMs, file: { chunk, key, lead, offset: withOffset, tail } };
 }
 

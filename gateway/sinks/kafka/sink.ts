@@ -292,7 +292,7 @@ export class KafkaSink implements Sink {
     const promises = chunks.map(
       (item) =>
         new Promise<SinkOutcome>((resolve) => {
-          const estimate = item.records !== undefined ? estimateRecordBytes(item.records) : item.chunk.dataBytes + item.chunk.records.length * 64;
+          const estimate = item.records !== undefined ? estimateRecordBytes(item.records) : item.chunk.dataBytes + item.chunk.count * 64;
           this.queue.push({ item, id: chunkId(item.chunk.header.agentId, item.chunk.header.seq), enqueuedAt: now, estimate, resolve });
           this.queuedBytes += estimate;
         }),
@@ -369,7 +369,7 @@ export class KafkaSink implements Sink {
     const topicLabel = this.topicLabels.label(topic, o.kind === 'ok' || this.topicState.peek(topic)?.exists === true);
     this.metrics.chunks.inc({ topic: topicLabel, outcome: label });
     if (o.kind === 'ok' && !o.duplicate) {
-      this.metrics.records.inc({ topic: topicLabel }, p.built?.count ?? p.item.chunk.records.length);
+      this.metrics.records.inc({ topic: topicLabel }, p.built?.count ?? p.item.chunk.count);
       this.metrics.bytes.inc({ topic: topicLabel }, p.built?.valueBytes ?? p.item.chunk.dataBytes);
     }
     if (o.kind === 'fatal') {
@@ -711,7 +711,7 @@ export class KafkaSink implements Sink {
       const index = lone !== undefined && lone.records === p.built ? lone.from : -1;
       if (index >= 0) {
         // A record alone in its request: no setting of ours can make Kafka take it.
-        const what = p.item.records !== undefined ? `records[${index}]` : `record ${index} (file offset ${p.item.chunk.records[index]!.offset})`;
+        const what = p.item.records !== undefined ? `records[${index}]` : `record ${index} (file offset ${p.item.chunk.columns.offsets[index]!})`;
         return {
           kind: 'fatal',
           fault: 'chunk',

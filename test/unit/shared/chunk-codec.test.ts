@@ -6,6 +6,7 @@ import {
   decodeChunk,
   decodeChunkHeader,
   chunkId,
+  chunkFromRecords,
   MAX_RECORDS_PER_CHUNK,
   RecordFlag,
   type ChunkHeader,
@@ -75,6 +76,41 @@ describe('chunk codec', () => {
         [27, 'cc', 0],
       ],
     );
+  });
+
+  it('decodes records as columns over the chunk buffer itself (no copy), the same records as the objects', () => {
+    const entries: RecordEntry[] = [
+      { gap: 0, length: 4, flags: 0 },
+      { gap: 20, length: 3, flags: RecordFlag.Continues },
+      { gap: 0, length: 0, flags: 0 },
+    ];
+    const buf = encodeChunk(header({ offsetStart: 10, offsetEnd: 40, lineCount: 3 }), entries, Buffer.from('aaaabbb'));
+    const d = decodeChunk(buf);
+    const { data, spans, offsets, flags, flagged } = d.columns;
+    assert.equal(d.count, 3);
+    assert.equal(data.buffer, buf.buffer, 'the chunk buffer, not a copy');
+    assert.deepEqual([...offsets], [10, 34, 37]);
+    assert.deepEqual([...flags], [0, RecordFlag.Continues, 0]);
+    assert.equal(flagged, true);
+    const values = [0, 1, 2].map((i) => data.subarray(spans[2 * i]!, spans[2 * i]! + spans[2 * i + 1]!).toString());
+    assert.deepEqual(values, ['aaaa', 'bbb', '']);
+    assert.deepEqual(d.records.map((r) => [r.offset, r.value.toString(), r.flags]), [0, 1, 2].map((i) => [offsets[i], values[i], flags[i]]));
+    assert.equal(decodeChunk(linesChunk([Buffer.from('x')])).columns.flagged, false);
+  });
+
+  it('makes the columns of a chunk built from separate records only when asked, as one copy', () => {
+    const records = [
+      { offset: 0, value: Buffer.from('ab'), flags: 0 },
+      { offset: 2, value: Buffer.from('cde'), flags: RecordFlag.NoNewline },
+    ];
+    const c = chunkFromRecords(header({ offsetEnd: 5, lineCount: 2 }), records);
+    assert.equal(c.records, records, 'the records as given');
+    assert.equal(c.count, 2);
+    assert.equal(c.dataBytes, 5);
+    assert.equal(c.columns.data.toString(), 'abcde');
+    assert.deepEqual([...c.columns.spans], [0, 2, 2, 3]);
+    assert.deepEqual([...c.columns.offsets], [0, 2]);
+    assert.equal(c.columns.flagged, true);
   });
 
   it('reads the header alone without touching the records', () => {

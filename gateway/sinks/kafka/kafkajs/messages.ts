@@ -37,14 +37,15 @@ function fileMessages(set: ChunkRecords): Message[] {
   const timestamp = String(set.timestampMs);
   const n = set.count;
   const messages = new Array<Message>(n);
+  const { data, spans, offsets, flags } = chunk.columns;
   for (let i = 0; i < n; i++) {
-    const r = chunk.records[i]!;
     const headers: IHeaders = {};
     for (const [name, v] of lead) headers[name] = v;
-    if (offset) headers['ferry.offset'] = String(r.offset);
+    if (offset) headers['ferry.offset'] = String(offsets[i]!);
     for (const [name, v] of tail) headers[name] = v;
-    if (r.flags !== 0) headers['ferry.flags'] = flagsHeader(r.flags);
-    const m: ChunkMessage = { value: r.value, headers, timestamp };
+    if (flags[i] !== 0) headers['ferry.flags'] = flagsHeader(flags[i]!);
+    const start = spans[2 * i]!;
+    const m: ChunkMessage = { value: data.subarray(start, start + spans[2 * i + 1]!), headers, timestamp };
     if (key !== undefined) m.key = key;
     m[CHUNK] = set;
     messages[i] = m;
@@ -69,13 +70,13 @@ function givenMessages(set: ChunkRecords): Message[] {
 }
 
 /** What one chunk's records look like as kafkajs messages (unit tests, the benchmark). */
-export function buildMessages(chunk: DecodedChunk, opts: RecordOptions, timestampMs = chunk.header.readAtMs): { messages: Message[]; sizes: readonly number[]; bytes: number; valueBytes: number } {
+export function buildMessages(chunk: DecodedChunk, opts: RecordOptions, timestampMs = chunk.header.readAtMs): { messages: Message[]; sizes: ArrayLike<number>; bytes: number; valueBytes: number } {
   const set = fileRecords(chunk, opts, timestampMs);
   return { messages: kafkajsMessages(set), sizes: set.sizes, bytes: set.bytes, valueBytes: set.valueBytes };
 }
 
 /** What produce-API records look like as kafkajs messages (unit tests). */
-export function buildRecordMessages(records: readonly SinkRecord[], timestampMs: number, topic = 't'): { messages: Message[]; sizes: readonly number[]; bytes: number; valueBytes: number } {
+export function buildRecordMessages(records: readonly SinkRecord[], timestampMs: number, topic = 't'): { messages: Message[]; sizes: ArrayLike<number>; bytes: number; valueBytes: number } {
   const set = givenRecords(topic, records, timestampMs);
   return { messages: kafkajsMessages(set), sizes: set.sizes, bytes: set.bytes, valueBytes: set.valueBytes };
 }

@@ -59,13 +59,14 @@ function fileRecords(set: ChunkRecords): NativeRecord[] {
   const n = set.count;
   const out = new Array<NativeRecord>(n);
   const picked = key === undefined;
+  const { data, spans, offsets, flags } = chunk.columns;
   for (let i = 0; i < n; i++) {
-    const r = chunk.records[i]!;
     const headers = leadHeaders.slice();
-    if (offset) headers.push({ 'ferry.offset': String(r.offset) });
+    if (offset) headers.push({ 'ferry.offset': String(offsets[i]!) });
     for (const h of tailHeaders) headers.push(h);
-    if (r.flags !== 0) headers.push({ 'ferry.flags': flagsHeader(r.flags) });
-    out[i] = { value: r.value, key: key ?? null, headers: headers.length > 0 ? headers : undefined, partition: null, picked };
+    if (flags[i] !== 0) headers.push({ 'ferry.flags': flagsHeader(flags[i]!) });
+    const start = spans[2 * i]!;
+    out[i] = { value: data.subarray(start, start + spans[2 * i + 1]!), key: key ?? null, headers: headers.length > 0 ? headers : undefined, partition: null, picked };
   }
   return out;
 }

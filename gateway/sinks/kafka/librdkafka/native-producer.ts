@@ -90,33 +90,6 @@ export interface NativeProducerOptions {
   timeoutMs: number;
 }
 
-/**
- * One buffer holding the values of records [from, to): the chunk buffer they are views of
- * (codec.ts decodes values as subarrays of one buffer, in order), or, for values that are not
- * (records built elsewhere), a copy of them with where each starts.
- */
-function oneBuffer(records: ReadonlyArray<{ value: Buffer }>, from: number, to: number): { whole: Buffer; starts?: number[] } {
-  const first = records[from]!.value;
-  let end = first.byteOffset;
-  let shared = true;
-  for (let i = from; i < to && shared; i++) {
-    const v = records[i]!.value;
-    shared = v.buffer === first.buffer && v.byteOffset >= end;
-    end = v.byteOffset + v.length;
-  }
-  if (shared) return { whole: Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset) };
-  const starts: number[] = [];
-  let at = 0;
-  const parts: Buffer[] = [];
-  for (let i = from; i < to; i++) {
-    const v = records[i]!.value;
-    starts.push(at);
-    parts.push(v);
-    at += v.length;
-  }
-  return { whole: Buffer.concat(parts), starts };
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class NativeProducer implements DriverProducer {
@@ -203,26 +176,24 @@ export class NativeProducer implements DriverProducer {
 
   private async enqueueFile(batch: number, set: ChunkRecords, partition: number, from: number, to: number): Promise<number> {
     const f = set.file!;
-    const records = f.chunk.records;
     const n = to - from;
-    const { whole, starts } = oneBuffer(records, from, to);
-    const spans = new Int32Array(2 * n);
-    const offsets = f.offset ? new Float64Array(n) : null;
+    // The chunk's columns as they are: spans into the chunk buffer, offsets (no copy).
+    const { data, spans: all, offsets: allOffsets, flags: allFlags, flagged } = f.chunk.columns;
+    const spans = all.subarray(2 * from, 2 * to);
+    const offsets = f.offset ? allOffsets.subarray(from, to) : null;
     let flags: Array<Buffer | null> | null = null;
-    for (let i = 0; i < n; i++) {
-      const r = records[from + i]!;
-      spans[2 * i] = starts === undefined ? r.value.byteOffset - whole.byteOffset : starts[i]!;
-      spans[2 * i + 1] = r.value.length;
-      if (offsets) offsets[i] = r.offset;
-      if (r.flags !== 0) {
+    if (flagged) {
+      for (let i = 0; i < n; i++) {
+        const fl = allFlags[from + i]!;
+        if (fl === 0) continue;
         flags ??= new Array<Buffer | null>(n).fill(null);
-        flags[i] = Buffer.from(flagsHeader(r.flags), 'latin1');
+        flags[i] = Buffer.from(flagsHeader(fl), 'latin1');
       }
     }
     let done = 0;
     while (done < n) {
       const rest = done === 0 ? spans : spans.subarray(2 * done);
-      done += this.b.produceChunk(this.h, batch, set.topic, partition, f.key ?? null, set.timestampMs, whole, rest, offsets && done > 0 ? offsets.subarray(done) : offsets, f.lead, f.tail, flags && done > 0 ? flags.slice(done) : flags);
+      done += this.b.produceChunk(this.h, batch, set.topic, partition, f.key ?? null, set.timestampMs, data, rest, offsets && done > 0 ? offsets.subarray(done) : offsets, f.lead, f.tail, flags && done > 0 ? flags.slice(done) : flags);
       if (done < n) await this.queueRoom();
     }
     return n;
