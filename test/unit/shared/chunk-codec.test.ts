@@ -92,7 +92,7 @@ describe('chunk codec', () => {
     assert.deepEqual([...offsets], [10, 34, 37]);
     assert.deepEqual([...flags], [0, RecordFlag.Continues, 0]);
     assert.equal(flagged, true);
-    const values = [0, 1, 2].map((i) => data.subarray(spans[2 * i]!, spans[2 * i]! + spans[2 * i + 1]!).toString());
+    const values = [0, 1, 2].map((i) => data.subarray(spans[2 * i], spans[2 * i]! + spans[2 * i + 1]!).toString());
     assert.deepEqual(values, ['aaaa', 'bbb', '']);
     assert.deepEqual(d.records.map((r) => [r.offset, r.value.toString(), r.flags]), [0, 1, 2].map((i) => [offsets[i], values[i], flags[i]]));
     assert.equal(decodeChunk(linesChunk([Buffer.from('x')])).columns.flagged, false);
