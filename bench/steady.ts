@@ -1,0 +1,269 @@
+// Benchmark: Ferry and rsyslog at a host's normal rate, side by side in one run.
+//
+//   npm run build && node dist/bench/steady.js [--rates 1,100,5000,10000] [--seconds 20]
+//        [--warmup-s 3] [--line-bytes 130] [--many-files 1000] [--many-rate 5]
+//
+// One Kafka broker and one nats-server (test harness, free ports, temporary data) for the whole
+// run. Per scenario (each rate, then `--many-files` files at `--many-rate` lines/s each):
+// a fresh ferry-gateway (defaults: exactly-once, librdkafka) and ferry-agent (defaults, NATS)
+// tail one directory, rsyslogd (imfile -> omkafka) another, each into its own topic. This
+// process writes the same rate into both directories, one write() per line, each line carrying
+// its write time. `kcat -C` reads each topic `read_committed` (unbuffered) and this process
+// stamps every line as it arrives: latency = arrival - write time, for lines written after the
+// warm-up. CPU share = utime + stime from /proc over the measured interval / its length; peak
+// RSS = VmHWM (start-up included). After the writers stop, a drain of up to 15 s checks that
+// every line arrived. Figures are printed, never asserted.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startKafka, startNats, tempDir, waitFor, freePort, httpOk, type KafkaBroker, type NatsServer, type TempDir } from '../test/harness/index.js';
+import { spawnTracked, terminate, which, type Child } from '../test/harness/process.js';
+import { cpuSeconds, loadAverage, peakRssMiB } from './lib/proc.js';
+
+const { values: args } = parseArgs({
+  options: {
+    rates: { type: 'string', default: '1,100,5000,10000' },
+    seconds: { type: 'string', default: '20' },
+    'warmup-s': { type: 'string', default: '3' },
+    'line-bytes': { type: 'string', default: '130' },
+    'many-files': { type: 'string', default: '1000' },
+    'many-rate': { type: 'string', default: '5' },
+  },
+});
+const RATES = args.rates.split(',').filter(Boolean).map(Number);
+const SECONDS = Number(args.seconds);
+const WARMUP_S = Number(args['warmup-s']);
+const LINE_BYTES = Number(args['line-bytes']);
+const MANY_FILES = Number(args['many-files']);
+const MANY_RATE = Number(args['many-rate']);
+const DIST = fileURLToPath(new URL('..', import.meta.url));
+const RSYSLOG_MODULES = '/usr/lib/x86_64-linux-gnu/rsyslog';
+
+interface Scenario {
+  name: string;
+  files: number;
+  /** lines per second per file */
+  rate: number;
+}
+
+/** Lines arriving from one topic through `kcat -C`, with their latencies. */
+class Arrivals {
+  readonly latenciesMs: number[] = [];
+  received = 0;
+  private rest = '';
+
+  constructor(
+    readonly child: ChildProcess,
+    private readonly measuredFromMs: number,
+  ) {
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (text: string) => {
+      const now = performance.timeOrigin + performance.now();
+      const lines = (this.rest + text).split('\n');
+      this.rest = lines.pop()!;
+      for (const line of lines) {
+        const m = / t=(\d+\.\d+) /.exec(line);
+        if (!m) continue;
+        this.received++;
+        const t = Number(m[1]);
+        if (t >= this.measuredFromMs) this.latenciesMs.push(now - t);
+      }
+    });
+  }
+}
+
+function consume(bootstrap: string, topic: string, measuredFromMs: number): Arrivals {
+  const child = spawn('kcat', ['-C', '-b', bootstrap, '-t', topic, '-o', 'beginning', '-u', '-q', '-f', '%s\n', '-X', 'isolation.level=read_committed'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Arrivals(child, measuredFromMs);
+}
+
+/** Writes `rate` lines/s into each of `paths`, one write() per line, until stopped. */
+function writer(paths: readonly string[], rate: number, tag: string): { stop: () => number } {
+  const manyFiles = paths.length > 64;
+  const fds = manyFiles ? [] : paths.map((p) => openSync(p, 'a'));
+  const filler = 'x'.repeat(LINE_BYTES);
+  const t0 = performance.now();
+  let written = 0;
+  let stopped = false;
+  const perFile = new Array<number>(paths.length).fill(0);
+  const tick = (): void => {
+    if (stopped) return;
+    const due = Math.floor(((performance.now() - t0) / 1000) * rate);
+    for (let f = 0; f < paths.length; f++) {
+      while (perFile[f]! < due) {
+        const head = `${tag} f=${f} n=${perFile[f]} t=${(performance.timeOrigin + performance.now()).toFixed(3)} `;
+        const line = (head + filler).slice(0, LINE_BYTES - 1) + '\n';
+        if (manyFiles) appendFileSync(paths[f]!, line);
+        else writeSync(fds[f]!, line);
+        perFile[f]!++;
+        written++;
+      }
+    }
+    timer = setTimeout(tick, 1);
+  };
+  let timer = setTimeout(tick, 1);
+  return {
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+      for (const fd of fds) closeSync(fd);
+      return written;
+    },
+  };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+interface Row {
+  scenario: string;
+  system: string;
+  cpuPct: Record<string, number>;
+  rssMiB: Record<string, number | undefined>;
+  written: number;
+  received: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+async function startFerry(work: TempDir, kafka: KafkaBroker, nats: NatsServer, logs: string, topic: string, name: string): Promise<{ gateway: Child; agent: Child }> {
+  const dir = join(work.path, `ferry-${name}`);
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const agentPort = await freePort();
+  const gatewayConfig = join(dir, 'gateway.yaml');
+  writeFileSync(gatewayConfig, JSON.stringify({ id: `gw-${name}`, log: { level: 'warn' }, kafka: { brokers: kafka.brokers }, nats: { servers: [nats.url] }, monitor: { listen: `127.0.0.1:${port}` } }));
+  const gateway = await spawnTracked(process.execPath, [join(DIST, 'gateway/cli.js'), 'run', '--config', gatewayConfig]);
+  await waitFor(() => httpOk(`http://127.0.0.1:${port}/readyz`), 90_000, 'ferry-gateway /readyz', { intervalMs: 50 });
+  const agentConfig = join(dir, 'agent.yaml');
+  writeFileSync(
+    agentConfig,
+    JSON.stringify({
+      id: `steady-${name}`,
+      dataDir: join(dir, 'agent-data'),
+      log: { level: 'warn' },
+      inputs: [{ paths: [join(logs, '*.log')], topic }],
+      transport: { nats: { servers: [nats.url] } },
+      monitor: { listen: `127.0.0.1:${agentPort}` },
+    }),
+  );
+  const agent = await spawnTracked(process.execPath, [join(DIST, 'agent/cli.js'), 'run', '--config', agentConfig]);
+  await waitFor(() => httpOk(`http://127.0.0.1:${agentPort}/readyz`), 60_000, 'ferry-agent /readyz', { intervalMs: 50 });
+  return { gateway, agent };
+}
+
+async function startRsyslog(work: TempDir, kafka: KafkaBroker, logs: string, topic: string, name: string): Promise<Child> {
+  const rsyslogd = which('rsyslogd') ?? (existsSync('/usr/sbin/rsyslogd') ? '/usr/sbin/rsyslogd' : undefined);
+  if (!rsyslogd || !existsSync(join(RSYSLOG_MODULES, 'omkafka.so'))) throw new Error('rsyslogd with omkafka is needed (apt-get install -y rsyslog rsyslog-kafka)');
+  const dir = join(work.path, `rsyslog-${name}`);
+  const workDir = join(dir, 'work');
+  mkdirSync(workDir, { recursive: true });
+  const conf = join(dir, 'rsyslog.conf');
+  writeFileSync(
+    conf,
+    [
+      `global(workDirectory="${workDir}" maxMessageSize="64k")`,
+      'module(load="imfile" mode="inotify")',
+      'module(load="omkafka")',
+      'template(name="line" type="string" string="%rawmsg%")',
+      'ruleset(name="steady") {',
+      `  action(type="omkafka" broker=["${kafka.bootstrap}"] topic="${topic}" template="line")`,
+      '}',
+      `input(type="imfile" File="${logs}/*.log" Tag="steady" ruleset="steady")`,
+      '',
+    ].join('\n'),
+  );
+  return spawnTracked(rsyslogd, ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')]);
+}
+
+async function runScenario(work: TempDir, kafka: KafkaBroker, nats: NatsServer, s: Scenario): Promise<Row[]> {
+  const systems = ['ferry', 'rsyslog'] as const;
+  const logs = Object.fromEntries(systems.map((sys) => [sys, join(work.path, `logs-${sys}-${s.name}`)])) as Record<(typeof systems)[number], string>;
+  const paths: Record<string, string[]> = {};
+  for (const sys of systems) {
+    mkdirSync(logs[sys]);
+    paths[sys] = Array.from({ length: s.files }, (_, f) => join(logs[sys], `app-${f}.log`));
+    for (const p of paths[sys]) writeFileSync(p, '');
+    await kafka.createTopic(`steady-${sys}-${s.name}`);
+  }
+  const { gateway, agent } = await startFerry(work, kafka, nats, logs.ferry, `steady-ferry-${s.name}`, s.name);
+  const rsyslogd = await startRsyslog(work, kafka, logs.rsyslog, `steady-rsyslog-${s.name}`, s.name);
+  const procs = { 'ferry-agent': agent, 'ferry-gateway': gateway, rsyslogd };
+  try {
+    const measuredFromMs = performance.timeOrigin + performance.now() + WARMUP_S * 1000;
+    const arrivals = { ferry: consume(kafka.bootstrap, `steady-ferry-${s.name}`, measuredFromMs), rsyslog: consume(kafka.bootstrap, `steady-rsyslog-${s.name}`, measuredFromMs) };
+    const writers = { ferry: writer(paths.ferry!, s.rate, 'ferry'), rsyslog: writer(paths.rsyslog!, s.rate, 'rsyslog') };
+    await new Promise((r) => setTimeout(r, WARMUP_S * 1000));
+    const cpu0 = Object.fromEntries(Object.entries(procs).map(([n, c]) => [n, cpuSeconds(c.pid) ?? Number.NaN]));
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, SECONDS * 1000));
+    const wallS = (performance.now() - t0) / 1000;
+    const cpuPct = Object.fromEntries(Object.entries(procs).map(([n, c]) => [n, (100 * ((cpuSeconds(c.pid) ?? Number.NaN) - cpu0[n]!)) / wallS]));
+    const written = { ferry: writers.ferry.stop(), rsyslog: writers.rsyslog.stop() };
+    await waitFor(() => arrivals.ferry.received >= written.ferry && arrivals.rsyslog.received >= written.rsyslog, 15_000, 'every line in Kafka').catch(() => undefined);
+    const rss = Object.fromEntries(Object.entries(procs).map(([n, c]) => [n, peakRssMiB(c.pid)]));
+    for (const a of Object.values(arrivals)) a.child.kill('SIGTERM');
+    return systems.map((sys) => {
+      const a = arrivals[sys];
+      const sorted = a.latenciesMs.sort((x, y) => x - y);
+      const own = sys === 'ferry' ? ['ferry-agent', 'ferry-gateway'] : ['rsyslogd'];
+      return {
+        scenario: s.name,
+        system: sys,
+        cpuPct: Object.fromEntries(own.map((n) => [n, cpuPct[n]!])),
+        rssMiB: Object.fromEntries(own.map((n) => [n, rss[n]])),
+        written: written[sys],
+        received: a.received,
+        p50: percentile(sorted, 50),
+        p99: percentile(sorted, 99),
+        max: sorted[sorted.length - 1] ?? Number.NaN,
+      };
+    });
+  } finally {
+    for (const c of Object.values(procs)) await terminate(c, 'SIGTERM', 15_000);
+  }
+}
+
+async function main(): Promise<void> {
+  if (!which('kcat')) throw new Error('kcat is needed to read the topics (apt-get install -y kcat)');
+  const scenarios: Scenario[] = RATES.map((r) => ({ name: `${r}-lps`, files: 1, rate: r }));
+  if (MANY_FILES > 0) scenarios.push({ name: `${MANY_FILES}-files-${MANY_RATE}-lps`, files: MANY_FILES, rate: MANY_RATE });
+  console.log(`# node dist/bench/steady.js ${process.argv.slice(2).join(' ')}`.trim());
+  console.log(`${SECONDS} s measured after ${WARMUP_S} s of warm-up per scenario; lines of ${LINE_BYTES} B; node ${process.version}; ${cpus().length} CPUs; load ${loadAverage()}`);
+  const work = tempDir('bench-steady');
+  const [kafka, nats] = await Promise.all([startKafka(), startNats()]);
+  const rows: Row[] = [];
+  try {
+    for (const s of scenarios) {
+      const before = loadAverage();
+      const r = await runScenario(work, kafka, nats, s);
+      console.log(`${s.name}: load before ${before}, after ${loadAverage()}`);
+      rows.push(...r);
+    }
+  } finally {
+    await nats.stop();
+    await kafka.destroy();
+    await work.cleanup();
+  }
+  const f = (n: number | undefined, d = 1): string => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(d));
+  console.log('');
+  console.log('| scenario | system | CPU % of a core | peak RSS MiB | lines written / in Kafka | latency p50 / p99 / max ms |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const cpu = Object.entries(r.cpuPct).map(([n, v]) => `${n} ${f(v)}`).join(' + ');
+    const rss = Object.entries(r.rssMiB).map(([n, v]) => `${n} ${f(v, 0)}`).join(', ');
+    console.log(`| ${r.scenario} | ${r.system} | ${cpu} | ${rss} | ${r.written} / ${r.received} | ${f(r.p50)} / ${f(r.p99)} / ${f(r.max)} |`);
+  }
+  console.log(`\nload average at the end ${loadAverage()}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
