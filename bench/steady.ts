@@ -1,7 +1,7 @@
 // Benchmark: Ferry and rsyslog at a host's normal rate, side by side in one run.
 //
 //   npm run build && node dist/bench/steady.js [--rates 1,100,5000,10000] [--seconds 20]
-//        [--warmup-s 3] [--line-bytes 130] [--many-files 1000] [--many-rate 5]
+//        [--warmup-s 3] [--line-bytes 130] [--many-files 1000] [--many-rate 5] [--profile]
 //
 // One Kafka broker and one nats-server (test harness, free ports, temporary data) for the whole
 // run. Per scenario (each rate, then `--many-files` files at `--many-rate` lines/s each):
@@ -12,9 +12,10 @@
 // stamps every line as it arrives: latency = arrival - write time, for lines written after the
 // warm-up. CPU share = utime + stime from /proc over the measured interval / its length; peak
 // RSS = VmHWM (start-up included). After the writers stop, a drain of up to 15 s checks that
-// every line arrived. Figures are printed, never asserted.
+// every line arrived. `--profile` runs the agent and gateway under the V8 CPU profiler and prints
+// where their time went per scenario (start-up included). Figures are printed, never asserted.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { startKafka, startNats, tempDir, waitFor, freePort, httpOk, type KafkaBroker, type NatsServer, type TempDir } from '../test/harness/index.js';
 import { spawnTracked, terminate, which, type Child } from '../test/harness/process.js';
 import { cpuSeconds, loadAverage, peakRssMiB } from './lib/proc.js';
+import { formatProfile, summariseCpuProfile } from './lib/profile.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -31,6 +33,7 @@ const { values: args } = parseArgs({
     'line-bytes': { type: 'string', default: '130' },
     'many-files': { type: 'string', default: '1000' },
     'many-rate': { type: 'string', default: '5' },
+    profile: { type: 'boolean', default: false },
   },
 });
 const RATES = args.rates.split(',').filter(Boolean).map(Number);
@@ -39,6 +42,7 @@ const WARMUP_S = Number(args['warmup-s']);
 const LINE_BYTES = Number(args['line-bytes']);
 const MANY_FILES = Number(args['many-files']);
 const MANY_RATE = Number(args['many-rate']);
+const PROFILE = args.profile;
 const DIST = fileURLToPath(new URL('..', import.meta.url));
 const RSYSLOG_MODULES = '/usr/lib/x86_64-linux-gnu/rsyslog';
 
@@ -132,14 +136,29 @@ interface Row {
   max: number;
 }
 
+/** Node options for a Ferry process: the CPU profiler with --profile. */
+function nodeArgs(dir: string, name: string): string[] {
+  return PROFILE ? ['--cpu-prof', '--cpu-prof-dir', join(dir, `profile-${name}`)] : [];
+}
+
+function profileText(dir: string, name: string): string {
+  const d = join(dir, `profile-${name}`);
+  const files = existsSync(d) ? readdirSync(d).filter((f) => f.endsWith('.cpuprofile')) : [];
+  return files[0] ? formatProfile(name, summariseCpuProfile(join(d, files[0]))) : `${name}: no CPU profile written`;
+}
+
+function ferryDir(work: TempDir, name: string): string {
+  return join(work.path, `ferry-${name}`);
+}
+
 async function startFerry(work: TempDir, kafka: KafkaBroker, nats: NatsServer, logs: string, topic: string, name: string): Promise<{ gateway: Child; agent: Child }> {
-  const dir = join(work.path, `ferry-${name}`);
+  const dir = ferryDir(work, name);
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const agentPort = await freePort();
   const gatewayConfig = join(dir, 'gateway.yaml');
   writeFileSync(gatewayConfig, JSON.stringify({ id: `gw-${name}`, log: { level: 'warn' }, kafka: { brokers: kafka.brokers }, nats: { servers: [nats.url] }, monitor: { listen: `127.0.0.1:${port}` } }));
-  const gateway = await spawnTracked(process.execPath, [join(DIST, 'gateway/cli.js'), 'run', '--config', gatewayConfig]);
+  const gateway = await spawnTracked(process.execPath, [...nodeArgs(dir, 'gateway'), join(DIST, 'gateway/cli.js'), 'run', '--config', gatewayConfig]);
   await waitFor(() => httpOk(`http://127.0.0.1:${port}/readyz`), 90_000, 'ferry-gateway /readyz', { intervalMs: 50 });
   const agentConfig = join(dir, 'agent.yaml');
   writeFileSync(
@@ -153,7 +172,7 @@ async function startFerry(work: TempDir, kafka: KafkaBroker, nats: NatsServer, l
       monitor: { listen: `127.0.0.1:${agentPort}` },
     }),
   );
-  const agent = await spawnTracked(process.execPath, [join(DIST, 'agent/cli.js'), 'run', '--config', agentConfig]);
+  const agent = await spawnTracked(process.execPath, [...nodeArgs(dir, 'agent'), join(DIST, 'agent/cli.js'), 'run', '--config', agentConfig]);
   await waitFor(() => httpOk(`http://127.0.0.1:${agentPort}/readyz`), 60_000, 'ferry-agent /readyz', { intervalMs: 50 });
   return { gateway, agent };
 }
@@ -227,6 +246,7 @@ async function runScenario(work: TempDir, kafka: KafkaBroker, nats: NatsServer, 
     });
   } finally {
     for (const c of Object.values(procs)) await terminate(c, 'SIGTERM', 15_000);
+    if (PROFILE) for (const name of ['agent', 'gateway']) console.log(`${s.name}: ${profileText(ferryDir(work, s.name), name)}`);
   }
 }
 
