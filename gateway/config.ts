@@ -102,7 +102,7 @@ const nats = z.strictObject({
   fetchBatch: z.number().int().min(1).max(10000).default(256).describe('messages fetched per pull'),
   maxQueuedBytes: bytes({ min: 64 * 1024 })
     .default(8 * 1024 * 1024)
-    .describe('bytes of fetched chunks waiting for the sink; the input fetches no more while this many wait, so memory is bounded by bytes as well as by fetchBatch (a chunk larger than this still goes, alone)'),
+    .describe('bytes of fetched chunks waiting for the sink; the input fetches no more while this many wait, and hands the sink at most this many at a time (then sliced by maxDecodedBytes), so memory is bounded by bytes as well as by fetchBatch (a chunk larger than this still goes, alone)'),
   maxAckPending: z.number().int().min(1).default(4096),
   ackWaitMs: ms({ min: 1000 }).default(30000),
   deadLetterSubject: z.string().default('ferry.dead').describe('malformed chunks are republished here, then terminated'),
