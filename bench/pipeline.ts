@@ -41,6 +41,7 @@ import { startKafka, startNats, tempDir, waitFor, freePort, httpOk, type KafkaBr
 import { spawnTracked, terminate, which, type Child } from '../test/harness/process.js';
 import { stableEndOffset, verifyTopic, type Verification } from './lib/kafka.js';
 import { formatProfile, summariseCpuProfile } from './lib/profile.js';
+import { findRsyslogd, writeRsyslogConf } from './lib/rsyslog.js';
 import { busiestThread, cpuSeconds, findPid, loadAverage, peakRssMiB, threadTimes, type ThreadTimes } from './lib/proc.js';
 
 const SYSTEMS = [
@@ -492,7 +493,6 @@ async function runKcat(env: Env, system: 'kcat' | 'kcat-headers', run: number, t
   }
 }
 
-const RSYSLOG_MODULES = '/usr/lib/x86_64-linux-gnu/rsyslog';
 
 function execText(file: string, args: string[]): Promise<{ ok: boolean; text: string }> {
   return new Promise((resolve) => {
@@ -501,28 +501,11 @@ function execText(file: string, args: string[]): Promise<{ ok: boolean; text: st
 }
 
 async function runRsyslog(env: Env, run: number, topic: string): Promise<Measured> {
-  const rsyslogd = which('rsyslogd') ?? (existsSync('/usr/sbin/rsyslogd') ? '/usr/sbin/rsyslogd' : undefined);
-  if (!rsyslogd) throw new SkipError('rsyslogd is not installed (apt-get install -y rsyslog rsyslog-kafka)');
-  if (!existsSync(join(RSYSLOG_MODULES, 'omkafka.so'))) throw new SkipError(`omkafka is not installed (no ${RSYSLOG_MODULES}/omkafka.so; apt-get install -y rsyslog-kafka)`);
+  const found = findRsyslogd();
+  if ('missing' in found) throw new SkipError(found.missing);
+  const rsyslogd = found.path;
   const dir = join(env.work.path, `rsyslog-${run}`);
-  const workDir = join(dir, 'work');
-  mkdirSync(workDir, { recursive: true });
-  const conf = join(dir, 'rsyslog.conf');
-  writeFileSync(
-    conf,
-    [
-      `global(workDirectory="${workDir}" maxMessageSize="64k")`,
-      'module(load="imfile" mode="inotify")',
-      'module(load="omkafka")',
-      // The line exactly as read: rawmsg, no added newline.
-      'template(name="line" type="string" string="%rawmsg%")',
-      'ruleset(name="bench") {',
-      `  action(type="omkafka" broker=["${env.kafka.bootstrap}"] topic="${topic}" template="line")`,
-      '}',
-      `input(type="imfile" File="${env.logs}/*.log" Tag="bench" ruleset="bench")`,
-      '',
-    ].join('\n'),
-  );
+  const conf = writeRsyslogConf(dir, { bootstrap: env.kafka.bootstrap, topic, logs: env.logs, tag: 'bench' });
   const check = await execText(rsyslogd, ['-N1', '-f', conf]);
   if (!check.ok) throw new SkipError(`rsyslogd refuses the benchmark config: ${check.text}`);
   const brokerW = broker(env);

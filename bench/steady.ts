@@ -24,6 +24,7 @@ import { startKafka, startNats, tempDir, waitFor, freePort, httpOk, type KafkaBr
 import { spawnTracked, terminate, which, type Child } from '../test/harness/process.js';
 import { cpuSeconds, loadAverage, peakRssMiB } from './lib/proc.js';
 import { formatProfile, summariseCpuProfile } from './lib/profile.js';
+import { findRsyslogd, writeRsyslogConf } from './lib/rsyslog.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -44,7 +45,6 @@ const MANY_FILES = Number(args['many-files']);
 const MANY_RATE = Number(args['many-rate']);
 const PROFILE = args.profile;
 const DIST = fileURLToPath(new URL('..', import.meta.url));
-const RSYSLOG_MODULES = '/usr/lib/x86_64-linux-gnu/rsyslog';
 
 interface Scenario {
   name: string;
@@ -178,27 +178,11 @@ async function startFerry(work: TempDir, kafka: KafkaBroker, nats: NatsServer, l
 }
 
 async function startRsyslog(work: TempDir, kafka: KafkaBroker, logs: string, topic: string, name: string): Promise<Child> {
-  const rsyslogd = which('rsyslogd') ?? (existsSync('/usr/sbin/rsyslogd') ? '/usr/sbin/rsyslogd' : undefined);
-  if (!rsyslogd || !existsSync(join(RSYSLOG_MODULES, 'omkafka.so'))) throw new Error('rsyslogd with omkafka is needed (apt-get install -y rsyslog rsyslog-kafka)');
+  const found = findRsyslogd();
+  if ('missing' in found) throw new Error(found.missing);
   const dir = join(work.path, `rsyslog-${name}`);
-  const workDir = join(dir, 'work');
-  mkdirSync(workDir, { recursive: true });
-  const conf = join(dir, 'rsyslog.conf');
-  writeFileSync(
-    conf,
-    [
-      `global(workDirectory="${workDir}" maxMessageSize="64k")`,
-      'module(load="imfile" mode="inotify")',
-      'module(load="omkafka")',
-      'template(name="line" type="string" string="%rawmsg%")',
-      'ruleset(name="steady") {',
-      `  action(type="omkafka" broker=["${kafka.bootstrap}"] topic="${topic}" template="line")`,
-      '}',
-      `input(type="imfile" File="${logs}/*.log" Tag="steady" ruleset="steady")`,
-      '',
-    ].join('\n'),
-  );
-  return spawnTracked(rsyslogd, ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')]);
+  const conf = writeRsyslogConf(dir, { bootstrap: kafka.bootstrap, topic, logs, tag: 'steady' });
+  return spawnTracked(found.path, ['-n', '-f', conf, '-i', join(dir, 'rsyslogd.pid')]);
 }
 
 async function runScenario(work: TempDir, kafka: KafkaBroker, nats: NatsServer, s: Scenario): Promise<Row[]> {
