@@ -2,6 +2,7 @@
 //
 //   npm run build && node dist/bench/steady.js [--rates 1,100,5000,10000] [--seconds 20]
 //        [--warmup-s 3] [--line-bytes 130] [--many-files 1000] [--many-rate 5] [--profile]
+//        [--agent key.path=value ...] [--gateway key.path=value ...]
 //
 // One Kafka broker and one nats-server (test harness, free ports, temporary data) for the whole
 // run. Per scenario (each rate, then `--many-files` files at `--many-rate` lines/s each):
@@ -13,7 +14,8 @@
 // warm-up. CPU share = utime + stime from /proc over the measured interval / its length; peak
 // RSS = VmHWM (start-up included). After the writers stop, a drain of up to 15 s checks that
 // every line arrived. `--profile` runs the agent and gateway under the V8 CPU profiler and prints
-// where their time went per scenario (start-up included). Figures are printed, never asserted.
+// where their time went per scenario (start-up included). `--agent`/`--gateway` set config keys
+// over the defaults (to try a setting). Figures are printed, never asserted.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -35,6 +37,8 @@ const { values: args } = parseArgs({
     'many-files': { type: 'string', default: '1000' },
     'many-rate': { type: 'string', default: '5' },
     profile: { type: 'boolean', default: false },
+    agent: { type: 'string', multiple: true, default: [] },
+    gateway: { type: 'string', multiple: true, default: [] },
   },
 });
 const RATES = args.rates.split(',').filter(Boolean).map(Number);
@@ -45,6 +49,29 @@ const MANY_FILES = Number(args['many-files']);
 const MANY_RATE = Number(args['many-rate']);
 const PROFILE = args.profile;
 const DIST = fileURLToPath(new URL('..', import.meta.url));
+
+/** `--agent chunk.maxDelayMs=50`: sets one config key (a dotted path; the value is JSON or else a string) over Ferry's defaults. */
+function withSettings(base: Record<string, unknown>, settings: string[]): Record<string, unknown> {
+  for (const s of settings) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) throw new Error(`expected key.path=value, got "${s}"`);
+    const keys = s.slice(0, eq).split('.');
+    const raw = s.slice(eq + 1);
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = raw;
+    }
+    let node = base;
+    for (const k of keys.slice(0, -1)) {
+      const next = node[k];
+      node = (node[k] = typeof next === 'object' && next !== null ? next : {}) as Record<string, unknown>;
+    }
+    node[keys.at(-1)!] = value;
+  }
+  return base;
+}
 
 interface Scenario {
   name: string;
@@ -151,30 +178,58 @@ function ferryDir(work: TempDir, name: string): string {
   return join(work.path, `ferry-${name}`);
 }
 
-async function startFerry(work: TempDir, kafka: KafkaBroker, nats: NatsServer, logs: string, topic: string, name: string): Promise<{ gateway: Child; agent: Child }> {
+/** `name_sum` and `name_count` of a histogram in Prometheus text (summed over labels). */
+function histogram(text: string, name: string): { sum: number; count: number } {
+  let sum = 0;
+  let count = 0;
+  for (const line of text.split('\n')) {
+    const m = /^(\w+?)(?:\{[^}]*\})? ([\d.e+-]+)$/.exec(line);
+    if (m?.[1] === `${name}_sum`) sum += Number(m[2]);
+    else if (m?.[1] === `${name}_count`) count += Number(m[2]);
+  }
+  return { sum, count };
+}
+
+/** Where Ferry's latency goes, from its own metrics: chunks, the agent's publish -> PubAck, the gateway's flushes. */
+async function ferryInside(agentPort: number, gatewayPort: number): Promise<string> {
+  const [a, g] = await Promise.all([agentPort, gatewayPort].map(async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()));
+  const ship = histogram(a!, 'ferry_ship_latency_seconds');
+  const produce = histogram(g!, 'ferry_gateway_kafka_produce_seconds');
+  const records = histogram(g!, 'ferry_gateway_kafka_flush_records');
+  const ms = (h: { sum: number; count: number }): string => (h.count > 0 ? ((1000 * h.sum) / h.count).toFixed(1) : '-');
+  return `chunks shipped ${ship.count}, publish -> PubAck mean ${ms(ship)} ms; gateway flushes ${produce.count} (${records.count > 0 ? (records.sum / records.count).toFixed(1) : '-'} records each), produce + commit mean ${ms(produce)} ms`;
+}
+
+async function startFerry(work: TempDir, kafka: KafkaBroker, nats: NatsServer, logs: string, topic: string, name: string): Promise<{ gateway: Child; agent: Child; ports: [number, number] }> {
   const dir = ferryDir(work, name);
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const agentPort = await freePort();
   const gatewayConfig = join(dir, 'gateway.yaml');
-  writeFileSync(gatewayConfig, JSON.stringify({ id: `gw-${name}`, log: { level: 'warn' }, kafka: { brokers: kafka.brokers }, nats: { servers: [nats.url] }, monitor: { listen: `127.0.0.1:${port}` } }));
+  const gatewaySettings = { id: `gw-${name}`, log: { level: 'warn' }, kafka: { brokers: kafka.brokers }, nats: { servers: [nats.url] }, monitor: { listen: `127.0.0.1:${port}` } };
+  writeFileSync(gatewayConfig, JSON.stringify(withSettings(gatewaySettings, args.gateway)));
   const gateway = await spawnTracked(process.execPath, [...nodeArgs(dir, 'gateway'), join(DIST, 'gateway/cli.js'), 'run', '--config', gatewayConfig]);
   await waitFor(() => httpOk(`http://127.0.0.1:${port}/readyz`), 90_000, 'ferry-gateway /readyz', { intervalMs: 50 });
   const agentConfig = join(dir, 'agent.yaml');
   writeFileSync(
     agentConfig,
-    JSON.stringify({
-      id: `steady-${name}`,
-      dataDir: join(dir, 'agent-data'),
-      log: { level: 'warn' },
-      inputs: [{ paths: [join(logs, '*.log')], topic }],
-      transport: { nats: { servers: [nats.url] } },
-      monitor: { listen: `127.0.0.1:${agentPort}` },
-    }),
+    JSON.stringify(
+      withSettings(
+        {
+          id: `steady-${name}`,
+          dataDir: join(dir, 'agent-data'),
+          log: { level: 'warn' },
+          inputs: [{ paths: [join(logs, '*.log')], topic }],
+          transport: { nats: { servers: [nats.url] } },
+          monitor: { listen: `127.0.0.1:${agentPort}` },
+        },
+        args.agent,
+      ),
+    ),
   );
   const agent = await spawnTracked(process.execPath, [...nodeArgs(dir, 'agent'), join(DIST, 'agent/cli.js'), 'run', '--config', agentConfig]);
   await waitFor(() => httpOk(`http://127.0.0.1:${agentPort}/readyz`), 60_000, 'ferry-agent /readyz', { intervalMs: 50 });
-  return { gateway, agent };
+  return { gateway, agent, ports: [agentPort, port] };
 }
 
 async function startRsyslog(work: TempDir, kafka: KafkaBroker, logs: string, topic: string, name: string): Promise<Child> {
@@ -195,7 +250,7 @@ async function runScenario(work: TempDir, kafka: KafkaBroker, nats: NatsServer, 
     for (const p of paths[sys]) writeFileSync(p, '');
     await kafka.createTopic(`steady-${sys}-${s.name}`);
   }
-  const { gateway, agent } = await startFerry(work, kafka, nats, logs.ferry, `steady-ferry-${s.name}`, s.name);
+  const { gateway, agent, ports } = await startFerry(work, kafka, nats, logs.ferry, `steady-ferry-${s.name}`, s.name);
   const rsyslogd = await startRsyslog(work, kafka, logs.rsyslog, `steady-rsyslog-${s.name}`, s.name);
   const procs = { 'ferry-agent': agent, 'ferry-gateway': gateway, rsyslogd };
   try {
@@ -211,6 +266,7 @@ async function runScenario(work: TempDir, kafka: KafkaBroker, nats: NatsServer, 
     const written = { ferry: writers.ferry.stop(), rsyslog: writers.rsyslog.stop() };
     await waitFor(() => arrivals.ferry.received >= written.ferry && arrivals.rsyslog.received >= written.rsyslog, 15_000, 'every line in Kafka').catch(() => undefined);
     const rss = Object.fromEntries(Object.entries(procs).map(([n, c]) => [n, peakRssMiB(c.pid)]));
+    console.log(`${s.name}: ferry inside: ${await ferryInside(...ports).catch((err: unknown) => `metrics not read (${String(err)})`)}`);
     for (const a of Object.values(arrivals)) a.child.kill('SIGTERM');
     return systems.map((sys) => {
       const a = arrivals[sys];

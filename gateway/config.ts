@@ -73,7 +73,7 @@ const kafka = z.strictObject({
   maxTimestampAgeMs: ms({ max: MAX_AGE_MS })
     .default(7 * 24 * 3600 * 1000)
     .describe("...or more than this behind it (a spool backlog older than this, or a wrong agent clock): then it is the gateway's now too, so Kafka's time retention does not delete it at once"),
-  lingerMs: ms().default(20).describe('wait this long for more chunks before producing a batch'),
+  lingerMs: ms().default(0).describe('wait this long for more chunks before producing a batch; 0 (the default) produces at once when the sink is idle, and what arrives during a flush goes into the next one'),
   requestTimeoutMs: ms({ min: 100 }).default(30000),
   allowAutoTopicCreation: z.boolean().default(false),
   librdkafka: z

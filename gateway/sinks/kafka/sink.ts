@@ -5,8 +5,11 @@
  *
  * Batching. The sink has its own accumulator, whatever the driver: `send()` calls are queued,
  * and one flush loop takes what has gathered for `lingerMs` (or at once when `maxFlushBytes` are
- * waiting), up to `maxFlushBytes` of whole chunks, builds the records (records.ts) and cuts them
- * into produce requests of at most `maxBatchBytes` / `maxBatchRecords` (kept under the broker's
+ * waiting), up to `maxFlushBytes` of whole chunks. The default lingerMs is 0: an idle sink
+ * produces at once (a line at a low rate is not held back), and what arrives while a flush is
+ * under way gathers into the next one, so under load batches grow without a timer. A flush
+ * builds the records (records.ts) and cuts them into produce requests of at most
+ * `maxBatchBytes` / `maxBatchRecords` (kept under the broker's
  * `message.max.bytes`, so MESSAGE_TOO_LARGE does not happen for normal batches). A record larger
  * than `maxBatchBytes` goes alone in a request of its own, and Kafka decides whether it takes it
  * (the sink does not guess the limit: the topic's `max.message.bytes` may differ from the

@@ -248,7 +248,7 @@ export class NativeProducer implements DriverProducer {
    * whose records Kafka refused is named (`causeAt`), not one that was only purged.
    */
   private async settle(batches: ReadonlyArray<{ id: number; count: number }>): Promise<SendFailure | undefined> {
-    let wait = 1;
+    const since = performance.now();
     let failedSince: number | undefined;
     for (;;) {
       this.b.poll(this.h);
@@ -264,8 +264,10 @@ export class NativeProducer implements DriverProducer {
         this.drainLogs();
         return failedAt < 0 ? undefined : this.failure(batches, failedAt);
       }
-      await sleep(wait);
-      wait = Math.min(wait * 2, 10);
+      // Polled, not called back: every 1 ms while the requests are young (a small flush, the
+      // normal case at a steady rate, is answered in a few ms), then at a tenth of the time
+      // spent so far, at most every 10 ms (a large flush takes seconds).
+      await sleep(Math.min(10, Math.max(1, Math.floor((performance.now() - since) / 10))));
     }
   }
 
