@@ -78,8 +78,9 @@ export const agentConfigSchema = z.strictObject({
     .strictObject({
       maxBytes: bytes({ min: 1024, max: 8 * 1024 * 1024 }).default(256 * 1024).describe('a chunk is cut when its records and their index hold this many bytes; lowered to what the transport takes (NATS max_payload, transport.http.maxChunkBytes) less 8 KiB for the chunk header'),
       maxDelayMs: ms({ min: 1 }).default(200).describe('...or when its first line has waited this long'),
+      flushOnIdle: z.boolean().default(true).describe('...or as soon as its file has no more bytes to read, so a line does not wait for maxDelayMs when nothing follows it (reads are spaced by tail.coalesceMs, so a steady rate still makes chunks of many lines); false cuts by maxBytes and maxDelayMs only (fewer, larger chunks)'),
     })
-    .default({ maxBytes: 256 * 1024, maxDelayMs: 200 }),
+    .default({ maxBytes: 256 * 1024, maxDelayMs: 200, flushOnIdle: true }),
   tail: z
     .strictObject({
       scanIntervalMs: ms({ min: 50 }).default(2000).describe('globs are rescanned for new files this often (filesystem events add low latency)'),
@@ -87,8 +88,9 @@ export const agentConfigSchema = z.strictObject({
       rotateGraceMs: ms().default(30000).describe('a rotated or deleted file stays open this long after its last growth'),
       fingerprintBytes: z.number().int().min(16).max(65536).default(1024).describe('bytes at the start of a file that identify it together with device and inode'),
       maxOpenFiles: z.number().int().min(1).default(1024),
+      coalesceMs: ms({ max: 1000 }).default(10).describe('a file that changed is read at most this long after the previous read of the files: what is written meanwhile is read, cut and spooled together, instead of one wake-up per write (0: read at every change)'),
     })
-    .default({ scanIntervalMs: 2000, pollIntervalMs: 250, rotateGraceMs: 30000, fingerprintBytes: 1024, maxOpenFiles: 1024 }),
+    .default({ scanIntervalMs: 2000, pollIntervalMs: 250, rotateGraceMs: 30000, fingerprintBytes: 1024, maxOpenFiles: 1024, coalesceMs: 10 }),
   spool: z
     .strictObject({
       maxBytes: bytes({ min: 1024 * 1024 }).default(1024 ** 3).describe('spool size cap: the encoded chunks and the spool\'s files on disk (database, WAL, shared memory) each stay below it'),

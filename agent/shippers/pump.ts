@@ -16,6 +16,11 @@
  *   the spool, it is logged once at error level and shown by health/status/metrics, and it is
  *   probed again every `retry.maxMs` (an operator may fix the gateway's config meanwhile).
  * - The pump never polls: it wakes on spool appends, on send results and on its backoff timer.
+ * - Confirmed chunks are deleted from the spool in batches, ACK_FLUSH_MS after the first
+ *   confirmation (or at once when ACK_FLUSH_CHUNKS wait, and at stop): one delete transaction
+ *   for what a steady rate confirms meanwhile, instead of one per chunk. A chunk confirmed but
+ *   not yet deleted is behind the cursor, so it is not sent again unless the agent stops
+ *   without stop() (a crash), and then the receivers deduplicate it.
  */
 import type { Logger } from '../../shared/log.js';
 import { Counter, Gauge, Histogram, type Registry } from '../../shared/metrics.js';
@@ -24,6 +29,11 @@ import { errorMessage } from '../../shared/errors.js';
 import { redactText } from '../../shared/redact.js';
 import type { SpoolReader, SpooledChunk } from '../spool/types.js';
 import { isFatal, isRetry, ShipFailure, type SendResult, type Shipper } from './types.js';
+
+/** How long confirmed chunks wait to be deleted from the spool together, at most. */
+export const ACK_FLUSH_MS = 100;
+/** ...unless this many wait: deleted at once. */
+const ACK_FLUSH_CHUNKS = 1024;
 
 /** Retry-After values beyond this are treated as this (a misconfigured proxy must not park the agent for days). */
 export const MAX_RETRY_AFTER_MS = 10 * 60 * 1000;
@@ -129,7 +139,7 @@ export class Pump {
   private kickQueued = false;
   private unsubscribe: (() => void) | undefined;
   private pendingAcks: number[] = [];
-  private ackQueued: NodeJS.Immediate | undefined;
+  private ackQueued: NodeJS.Timeout | undefined;
   private idleWaiters: Array<() => void> = [];
 
   private lastAckedSeq: number | null = null;
@@ -224,6 +234,8 @@ export class Pump {
     let room = this.maxInFlight - this.outstanding;
     if (this.probing) room = this.window.length === 0 ? Math.min(room, 1) : 0;
     while (room > 0) {
+      // Caught up: no spool read (a fill runs at every append and every answer).
+      if (this.spool.newestSeq() <= this.cursor) return;
       const want = Math.min(room, this.sendBatch);
       let chunks: SpooledChunk[];
       try {
@@ -386,16 +398,20 @@ export class Pump {
   }
 
   private scheduleAckFlush(): void {
+    if (this.pendingAcks.length >= ACK_FLUSH_CHUNKS) {
+      this.flushAcks();
+      return;
+    }
     if (this.ackQueued) return;
-    this.ackQueued = setImmediate(() => {
+    this.ackQueued = setTimeout(() => {
       this.ackQueued = undefined;
       this.flushAcks();
-    });
+    }, ACK_FLUSH_MS);
   }
 
   private flushAcks(): void {
     if (this.ackQueued) {
-      clearImmediate(this.ackQueued);
+      clearTimeout(this.ackQueued);
       this.ackQueued = undefined;
     }
     if (this.pendingAcks.length === 0) return;

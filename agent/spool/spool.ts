@@ -202,6 +202,8 @@ export class Spool implements SpoolReader {
   private readonly log: Logger;
   private totalBytes = 0;
   private totalChunks = 0;
+  /** the highest seq appended (committed) so far */
+  private newest = 0;
   private dropped = 0;
   private fullReason: SpoolFullReason | null = null;
   private freedSinceVacuum = 0;
@@ -305,6 +307,7 @@ export class Spool implements SpoolReader {
     const agg = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM spool_chunks').get() as { n: number; b: number };
     this.totalChunks = agg.n;
     this.totalBytes = agg.b;
+    this.newest = this.st.lastSeq.get()?.seq ?? 0;
     const d = this.st.getMeta.get('spool.droppedChunks');
     this.dropped = d ? Number(d.value) || 0 : 0;
 
@@ -458,6 +461,7 @@ export class Spool implements SpoolReader {
       this.drops.length = 0;
       throw err;
     }
+    this.newest = seq;
     this.refreshDisk();
     // A checkpoint may need as much room as the WAL holds: keep it below half the free space.
     if (this.freeBytes !== null && this.walBytes * 2 > this.freeBytes) this.reclaim(false);
@@ -473,6 +477,10 @@ export class Spool implements SpoolReader {
     this.updateFull();
     for (const l of this.appendListeners) l();
     return seq;
+  }
+
+  newestSeq(): number {
+    return this.newest;
   }
 
   fileStates(): FileState[] {

@@ -81,6 +81,8 @@ export interface SpoolDiskStatus {
 export interface SpoolReader {
   /** Chunks with seq > afterSeq in seq order, at most `max` of them (and at most ~maxBytes). */
   readAfter(afterSeq: number, max: number, maxBytes?: number): SpooledChunk[];
+  /** The highest seq appended so far (0 for none): nothing newer than it is there to read. */
+  newestSeq(): number;
   /** Deletes acknowledged chunks; seqs need not be contiguous. */
   ack(seqs: readonly number[]): void;
   stats(): SpoolStats;

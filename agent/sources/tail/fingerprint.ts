@@ -10,7 +10,7 @@
  * file with the same device and inode.
  */
 import { createHash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
+import { readSync } from 'node:fs';
 
 export function fingerprintOf(head: Buffer, n: number): string {
   return `${n}:${createHash('sha256').update(head.subarray(0, n)).digest('hex').slice(0, 32)}`;
@@ -23,11 +23,14 @@ export function fingerprintLength(fp: string): number {
   return Number.isSafeInteger(n) && n >= 0 ? n : 0;
 }
 
-/** Reads up to `n` bytes from the start of the file into `scratch` (which must hold n bytes); returns the count read. */
-export async function readHead(fh: FileHandle, n: number, scratch: Buffer): Promise<number> {
+/**
+ * Reads up to `n` bytes from the start of the open file `fd` into `scratch` (which must hold n
+ * bytes); returns the count read. Synchronous, like the tailer's other reads (./reader.ts).
+ */
+export function readHead(fd: number, n: number, scratch: Buffer): number {
   let got = 0;
   while (got < n) {
-    const { bytesRead } = await fh.read(scratch, got, n - got, got);
+    const bytesRead = readSync(fd, scratch, got, n - got, got);
     if (bytesRead === 0) break;
     got += bytesRead;
   }
@@ -40,9 +43,9 @@ export type FingerprintCheck =
   /** the first bytes differ or the file is now shorter than the stored fingerprint: another content */
   | { same: false; fingerprint: string };
 
-/** Compares a file's current head with a stored fingerprint. */
-export async function checkFingerprint(fh: FileHandle, stored: string, fingerprintBytes: number, scratch: Buffer): Promise<FingerprintCheck> {
-  const got = await readHead(fh, fingerprintBytes, scratch);
+/** Compares the head of the open file `fd` with a stored fingerprint. */
+export function checkFingerprint(fd: number, stored: string, fingerprintBytes: number, scratch: Buffer): FingerprintCheck {
+  const got = readHead(fd, fingerprintBytes, scratch);
   const current = fingerprintOf(scratch, got);
   const n = fingerprintLength(stored);
   if (n > got) return { same: false, fingerprint: current };

@@ -24,10 +24,18 @@
  *   allocates no closure.
  * - A file whose descriptor was given back (./descriptors.ts) reopens by path when it grows; a
  *   detached one is looked for by inode next to its old path.
+ * - Checking and reading a file are synchronous system calls (stat, fstat, pread), like the
+ *   spool's SQLite calls: on a local file each takes microseconds, where a promise through
+ *   libuv's thread pool costs ~20 times as much CPU, and at a steady rate the tailer checks
+ *   files hundreds of times a second. Opening, closing and globbing stay asynchronous.
+ * - chunk.flushOnIdle: a file read to the end of what it holds has its pending chunk cut at
+ *   once, so a line does not wait for chunk.maxDelayMs when nothing follows it. The loop
+ *   (./tailer.ts) spaces reads by tail.coalesceMs, so under a steady rate a chunk holds what
+ *   was written in that time, not one line.
  */
 import { dirname } from 'node:path';
-import { stat, type FileHandle } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { fstatSync, readSync, statSync, type BigIntStats } from 'node:fs';
 import { fileStateKey } from '../../spool/types.js';
 import { scanRecords, type RecordSink } from './records.js';
 import { checkFingerprint, fingerprintLength, fingerprintOf, readHead } from './fingerprint.js';
@@ -36,7 +44,12 @@ import { untrack, type TailContext } from './context.js';
 import type { DescriptorPool } from './descriptors.js';
 import { flushDue, isNotFound, keyOf, stateOf, type InputRuntime, type TrackedFile } from './tracked.js';
 
-const READ_BUDGET_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes one check reads at most: reads are synchronous, so this bounds how long the event loop
+ * (the shipper's acknowledgements) waits behind a file with a backlog (~1 MiB takes a few ms
+ * to scan); the loop comes back to the file at once.
+ */
+const READ_BUDGET_BYTES = 1024 * 1024;
 
 /** The read buffer's size for the inputs: 2*maxLineBytes+2, at least 256 KiB. */
 function bufferSize(inputs: readonly InputRuntime[]): number {
@@ -74,7 +87,7 @@ export class FileReader {
       if (!f.detached) {
         let st: BigIntStats | undefined;
         try {
-          st = await stat(f.path, { bigint: true });
+          st = statSync(f.path, { bigint: true });
         } catch (err) {
           if (!isNotFound(err)) throw err;
         }
@@ -89,21 +102,20 @@ export class FileReader {
         }
       }
       if (!f.fh && !(await this.reopen(f))) return;
-      const fh = f.fh!;
-      const st = await fh.stat({ bigint: true });
-      const size = Number(st.size);
+      const fd = f.fh!.fd;
+      const size = Number(fstatSync(fd, { bigint: true }).size);
       const now = this.ctx.now();
       if (size < f.scannedTo) {
         this.truncated(f, size, 'size');
       } else if (size !== f.size && f.readPos > 0) {
-        const check = await checkFingerprint(fh, f.identity.fingerprint, config.tail.fingerprintBytes, this.ctx.head);
+        const check = checkFingerprint(fd, f.identity.fingerprint, config.tail.fingerprintBytes, this.ctx.head);
         if (!check.same) this.truncated(f, size, 'content');
         else if (check.fingerprint !== f.identity.fingerprint && fingerprintLength(check.fingerprint) > fingerprintLength(f.identity.fingerprint)) {
           f.identity = { ...f.identity, fingerprint: check.fingerprint };
           f.stateDirty = true;
         }
       } else if (f.readPos === 0 && size !== f.size && fingerprintLength(f.identity.fingerprint) < config.tail.fingerprintBytes) {
-        const got = await readHead(fh, config.tail.fingerprintBytes, this.ctx.head);
+        const got = readHead(fd, config.tail.fingerprintBytes, this.ctx.head);
         f.identity = { ...f.identity, fingerprint: fingerprintOf(this.ctx.head, got) };
         f.stateDirty = true;
       }
@@ -115,24 +127,27 @@ export class FileReader {
       const idle = now - f.lastGrowthMs;
       const flushPartial = f.detached ? false : idle >= inp.cfg.partialLineFlushMs;
       const flushOpen = inp.multilineTimeoutMs !== undefined && idle >= inp.multilineTimeoutMs;
-      if (size > f.scannedTo || ((flushPartial || flushOpen) && size > f.readPos)) await this.read(f, inp, flushPartial, flushOpen);
+      if (size > f.scannedTo || ((flushPartial || flushOpen) && size > f.readPos)) this.read(f, inp, flushPartial, flushOpen);
     } catch (err) {
       this.rewind(f);
       this.ctx.noteError(err, 'reading file failed; retrying from its last spooled offset', f.path);
     }
   }
 
-  /** Reads from readPos to the file's end (or the per-round budget), cutting records and chunks. */
-  private async read(f: TrackedFile, inp: InputRuntime, flushPartial: boolean, flushOpen: boolean): Promise<void> {
+  /**
+   * Reads from readPos to the file's end (or the per-round budget), cutting records and chunks;
+   * with chunk.flushOnIdle, cuts the pending chunk when it got to the end. Throws what the
+   * spool or a read throws (the caller rewinds).
+   */
+  private read(f: TrackedFile, inp: InputRuntime, flushPartial: boolean, flushOpen: boolean): void {
     const ctx = this.ctx;
-    const fh = f.fh!;
+    const fd = f.fh!.fd;
     let pos = f.readPos;
     let budget = READ_BUDGET_BYTES;
     while (pos < f.size && budget > 0 && !ctx.stopping && !ctx.spool.isFull()) {
       const want = Math.min(this.buf.length, f.size - pos);
-      const { bytesRead } = await fh.read(this.buf, 0, want, pos);
+      const bytesRead = readSync(fd, this.buf, 0, want, pos);
       if (bytesRead === 0) break;
-      if (ctx.stopping) break;
       const atEnd = pos + bytesRead >= f.size;
       this.cur = f;
       this.curBase = pos;
@@ -155,6 +170,7 @@ export class FileReader {
       pos += consumed;
     }
     if (pos < f.size && f.scannedTo < f.size) f.dirty = true;
+    else if (f.builder.pending && ctx.config.chunk.flushOnIdle && f.scannedTo >= f.size) this.commit(f);
   }
 
   private readonly sink: RecordSink = (buf, start, end, flags, consumedTo, skippingAfter) => {
@@ -256,11 +272,10 @@ export class FileReader {
     const inp = this.ctx.inputs[f.input];
     try {
       if (f.fh && inp) {
-        const st = await f.fh.stat({ bigint: true });
-        f.size = Number(st.size);
+        f.size = Number(fstatSync(f.fh.fd, { bigint: true }).size);
         if (f.readPos < f.size) {
           if (this.ctx.spool.isFull()) return;
-          await this.read(f, inp, true, true);
+          this.read(f, inp, true, true);
           if (f.readPos < f.size) return; // more than one round's budget left: next round
         }
       }
@@ -330,10 +345,10 @@ export class FileReader {
    * startAt=end: the offset just after the last newline before `size`, so that a line being
    * written at that moment is read whole; `size` when no newline is found in the last 64 KiB.
    */
-  async lineStartBefore(fh: FileHandle, size: number): Promise<number> {
+  lineStartBefore(fd: number, size: number): number {
     const len = Math.min(size, 64 * 1024, this.buf.length);
     if (len === 0) return size;
-    const { bytesRead } = await fh.read(this.buf, 0, len, size - len);
+    const bytesRead = readSync(fd, this.buf, 0, len, size - len);
     const nl = this.buf.lastIndexOf(0x0a, bytesRead - 1);
     return nl < 0 ? size : size - len + nl + 1;
   }

@@ -11,9 +11,12 @@
  * bounds the open descriptors; ./tracked.ts and ./context.ts hold the state they share.
  *
  * Invariants
- * - A chunk never spans two files; it is cut at chunk.maxBytes (by the reader) or
- *   chunk.maxDelayMs after its first record (by the loop), whichever comes first
- *   (./chunker.ts). Records and chunks are sized to what the transport takes (agent/limits.ts):
+ * - A chunk never spans two files; it is cut at chunk.maxBytes (by the reader), when its file
+ *   has no more bytes to read (chunk.flushOnIdle, by the reader) or chunk.maxDelayMs after its
+ *   first record (by the loop), whichever comes first (./chunker.ts).
+ * - Watch events are coalesced: a write wakes the loop tail.coalesceMs after the start of the
+ *   previous round at the earliest, so a steady rate costs one round (and per file one chunk)
+ *   per coalesceMs, not one per write(); after a quiet spell a write is read at once. Records and chunks are sized to what the transport takes (agent/limits.ts):
  *   a new transport limit (setTransportLimit) applies at the next round; a smaller one makes
  *   every file drop its pending chunk, which is read again from the committed offset and cut
  *   to the new size. A reload too applies at the start of a round, never during a read.
@@ -61,6 +64,10 @@ export class Tailer {
   private loopDone: Promise<void> = Promise.resolve();
   private wakeUp: (() => void) | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
+  /** when the current sleep ends (ms since epoch) */
+  private wakeAtMs = 0;
+  /** when the last round started: a change is read tail.coalesceMs after that at the earliest */
+  private lastRoundAt = 0;
   private pendingInputs: AgentConfig['inputs'] | undefined;
   private transportMax: number;
   private pendingTransportMax: number | undefined;
@@ -267,6 +274,7 @@ export class Tailer {
     }
     const poll = now >= this.nextPollAt;
     if (poll) this.nextPollAt = now + this.config.tail.pollIntervalMs;
+    this.lastRoundAt = now;
     for (const f of [...ctx.files.values()]) {
       if (ctx.stopping) return;
       if (ctx.files.get(f.key) !== f) continue; // let go during this round
@@ -290,7 +298,7 @@ export class Tailer {
     if (ctx.rescanRequested || this.pendingInputs || this.pendingTransportMax !== undefined) return 0;
     const full = ctx.spool.isFull();
     for (const f of ctx.files.values()) {
-      if (f.dirty && !full) return 0;
+      if (f.dirty && !full) return Math.max(0, this.lastRoundAt + this.config.tail.coalesceMs - now);
       if (f.builder.pending) at = Math.min(at, f.builder.firstAtMs + this.config.chunk.maxDelayMs);
       if (full) continue; // reading waits for room (a full->not-full change wakes the loop)
       if (f.detached) at = Math.min(at, f.lastGrowthMs + this.config.tail.rotateGraceMs);
@@ -315,12 +323,27 @@ export class Tailer {
         resolve();
       };
       this.wakeUp = done;
+      this.wakeAtMs = this.ctx.now() + ms;
       this.wakeTimer = setTimeout(done, ms);
     });
   }
 
   private wake(): void {
     this.wakeUp?.();
+  }
+
+  /** Ends the loop's sleep at `atMs` at the latest (at once when that has passed). */
+  private wakeBy(atMs: number): void {
+    const done = this.wakeUp;
+    if (!done || atMs >= this.wakeAtMs) return;
+    const now = this.ctx.now();
+    if (atMs <= now) {
+      done();
+      return;
+    }
+    clearTimeout(this.wakeTimer);
+    this.wakeAtMs = atMs;
+    this.wakeTimer = setTimeout(done, atMs - now);
   }
 
   private onWatchEvent(dir: string, event: string, filename: string | null): void {
@@ -332,7 +355,10 @@ export class Tailer {
     // Rescan for names appearing or going (or an unknown event); writes to files no input
     // matches (a rotated app.log.1 still being written, say) do not cause rescans.
     if (event === 'rename' || !path || (!f && ctx.inputs.some((i) => i.matches(path)))) ctx.rescanRequested = true;
-    if (f || ctx.rescanRequested) this.wake();
+    if (ctx.rescanRequested) this.wake();
+    // A write: read it with what else is written within tail.coalesceMs of the last round,
+    // not at every write (one event per write() at a steady rate).
+    else if (f) this.wakeBy(this.lastRoundAt + this.config.tail.coalesceMs);
   }
 
   // ---- errors ------------------------------------------------------------------------------

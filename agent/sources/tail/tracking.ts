@@ -123,14 +123,14 @@ export class FileTracker {
         return undefined; // replaced between stat and open: the next scan sees the new one
       }
       const size = Number(st.size);
-      const got = await readHead(fh, config.tail.fingerprintBytes, head);
+      const got = readHead(fh.fd, config.tail.fingerprintBytes, head);
       const fingerprint = fingerprintOf(head, got);
       let offset = 0;
       let skipping = false;
       const saved = this.saved.get(key);
       if (saved) {
         this.saved.delete(key);
-        const check = await checkFingerprint(fh, saved.identity.fingerprint, config.tail.fingerprintBytes, head);
+        const check = checkFingerprint(fh.fd, saved.identity.fingerprint, config.tail.fingerprintBytes, head);
         if (!check.same) {
           log.info({ path, previousPath: saved.path }, 'inode reused by a file with other content: reading it as a new file');
         } else if (saved.offset > size) {
@@ -141,7 +141,7 @@ export class FileTracker {
           skipping = saved.skipping ?? false;
         }
       } else if (firstScan && inp.cfg.startAt === 'end') {
-        offset = await this.reader.lineStartBefore(fh, size);
+        offset = this.reader.lineStartBefore(fh.fd, size);
       }
       const now = this.ctx.now();
       const [dev, ino] = key.split(':') as [string, string];

@@ -31,6 +31,10 @@ export class FakeSpool implements SpoolReader {
     return out;
   }
 
+  newestSeq(): number {
+    return this.nextSeq - 1;
+  }
+
   ack(seqs: readonly number[]): void {
     this.ackCalls.push([...seqs]);
     for (const s of seqs) {

@@ -49,6 +49,32 @@ describe('Pump', () => {
     assert.ok(pump.status().lastShipAtMs !== null);
   });
 
+  it('deletes chunks confirmed one by one at a steady rate from the spool together, not one delete each', async () => {
+    const spool = new FakeSpool();
+    const shipper = new FakeShipper();
+    const { pump } = makePump(spool, shipper);
+    pump.start();
+    // 20 chunks appended 5 ms apart: each is sent and confirmed alone, within ~100 ms.
+    for (let i = 0; i < 20; i++) {
+      spool.append(1);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await waitFor(() => spool.chunks.size === 0, 5000, 'the spool to drain');
+    assert.deepEqual(spool.acked, Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.ok(spool.ackCalls.length <= 5, `20 confirmations in ~100 ms took ${spool.ackCalls.length} spool deletes`);
+  });
+
+  it('deletes what is confirmed at stop() before it returns', async () => {
+    const spool = new FakeSpool();
+    const shipper = new FakeShipper();
+    const { pump } = makePump(spool, shipper);
+    pump.start();
+    spool.append(3);
+    await waitFor(() => pump.status().lastAckedSeq === 3, 5000, 'the chunks confirmed');
+    await pump.stop(Date.now() + 1000);
+    assert.deepEqual(spool.acked, [1, 2, 3]);
+  });
+
   it('never holds more than maxInFlight chunks in unanswered sends', async () => {
     const spool = new FakeSpool();
     const shipper = new FakeShipper();

@@ -335,7 +335,8 @@ describe('agent tailer', () => {
   });
 
   it('cuts what it holds again when the transport announces a lower limit: nothing spooled twice or lost, every chunk fits the new limit', async () => {
-    const r = await start({ chunk: { maxBytes: 64 * 1024, maxDelayMs: 60_000 } });
+    // flushOnIdle off: the file's lines stay in one pending chunk until the new limit comes.
+    const r = await start({ chunk: { maxBytes: 64 * 1024, maxDelayMs: 60_000, flushOnIdle: false } });
     writeFileSync(join(r.logs, 'app.log'), lines('a', 0, 3000)); // 24 000 bytes: one pending chunk under the old limit
     await waitFor(() => r.tailer.fileStatus()[0]?.offset === 3000 * 8, 5000, 'the file to be read');
     assert.equal(r.spool.stats().chunks, 0, 'the chunk is still pending (64 KiB, 60 s)');

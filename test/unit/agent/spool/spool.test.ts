@@ -87,9 +87,12 @@ describe('agent spool', () => {
     s.append(draft(['y'], 2), state(4));
     s.ack([1, 2]);
     assert.equal(s.stats().chunks, 0);
+    assert.equal(s.newestSeq(), 2, 'newestSeq is the last seq appended, acknowledged or not');
     s.close();
     const again = open(d);
+    assert.equal(again.newestSeq(), 2, 'and survives a reopen');
     assert.equal(again.append(draft(['z'], 4), state(6)), 3);
+    assert.equal(again.newestSeq(), 3);
   });
 
   it('reads after a seq within a count and a byte limit, always returning at least one chunk', () => {
