@@ -88,9 +88,9 @@ export const agentConfigSchema = z.strictObject({
       rotateGraceMs: ms().default(30000).describe('a rotated or deleted file stays open this long after its last growth'),
       fingerprintBytes: z.number().int().min(16).max(65536).default(1024).describe('bytes at the start of a file that identify it together with device and inode'),
       maxOpenFiles: z.number().int().min(1).default(1024),
-      coalesceMs: ms({ max: 1000 }).default(10).describe('a file that changed is read at most this long after the previous read of the files: what is written meanwhile is read, cut and spooled together, instead of one wake-up per write (0: read at every change)'),
+      coalesceMs: ms({ max: 1000 }).default(25).describe('a file that changed is read at most this long after the previous read of the files: what is written meanwhile is read, cut and spooled together, instead of one wake-up per write (0: read at every change)'),
     })
-    .default({ scanIntervalMs: 2000, pollIntervalMs: 250, rotateGraceMs: 30000, fingerprintBytes: 1024, maxOpenFiles: 1024, coalesceMs: 10 }),
+    .default({ scanIntervalMs: 2000, pollIntervalMs: 250, rotateGraceMs: 30000, fingerprintBytes: 1024, maxOpenFiles: 1024, coalesceMs: 25 }),
   spool: z
     .strictObject({
       maxBytes: bytes({ min: 1024 * 1024 }).default(1024 ** 3).describe('spool size cap: the encoded chunks and the spool\'s files on disk (database, WAL, shared memory) each stay below it'),

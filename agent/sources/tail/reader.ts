@@ -307,7 +307,13 @@ export class FileReader {
       }
       throw err;
     }
-    const st = await fh.stat({ bigint: true });
+    let st: BigIntStats;
+    try {
+      st = fstatSync(fh.fd, { bigint: true });
+    } catch (err) {
+      await this.pool.closeHandle(fh); // not kept: give it back before the error is noted
+      throw err;
+    }
     if (keyOf(st) !== f.key) {
       await this.pool.closeHandle(fh);
       this.detach(f, 'replaced by a new file');
@@ -324,13 +330,17 @@ export class FileReader {
     if (found && (!this.pool.full || (await this.pool.evictIdle(f)))) {
       try {
         const fh = await this.pool.open(found, this.ctx.inputs[f.input]?.cfg);
-        const st = await fh.stat({ bigint: true });
-        if (keyOf(st) === f.key) {
+        let same = false;
+        try {
+          same = keyOf(fstatSync(fh.fd, { bigint: true })) === f.key;
+        } finally {
+          if (!same) await this.pool.closeHandle(fh); // a failed fstat must not leak it either
+        }
+        if (same) {
           f.fh = fh;
           f.path = found;
           return;
         }
-        await this.pool.closeHandle(fh);
       } catch (err) {
         this.ctx.noteError(err, 'cannot reopen rotated file', found);
       }

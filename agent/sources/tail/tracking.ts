@@ -129,7 +129,6 @@ export class FileTracker {
       let skipping = false;
       const saved = this.saved.get(key);
       if (saved) {
-        this.saved.delete(key);
         const check = checkFingerprint(fh.fd, saved.identity.fingerprint, config.tail.fingerprintBytes, head);
         if (!check.same) {
           log.info({ path, previousPath: saved.path }, 'inode reused by a file with other content: reading it as a new file');
@@ -165,6 +164,9 @@ export class FileTracker {
       // Saved before the file is tracked: a failing write (disk full) must not leave a tracked
       // file whose descriptor the catch below closes ("file closed" at every later check).
       spool.saveFileState(stateOf(f, offset, skipping, this.ctx.now()));
+      // Only now: if anything above threw, the next scan finds the file with its saved state
+      // again (and does not take it for a new file, read from its start or end).
+      this.saved.delete(key);
       this.ctx.files.set(key, f);
       if (!detached) this.ctx.byPath.set(path, f);
       log.info({ path, offset, size, topic: inp.cfg.topic, resumed: saved !== undefined && offset > 0 }, 'tailing file');
@@ -189,17 +191,25 @@ export class FileTracker {
       const found = inp ? await findByInode(dirname(s.path), s.identity.dev, s.identity.ino) : undefined;
       if (found && inp) {
         this.saved.set(key, s);
+        // Still under a name a glob matches: the first scan could not track it (an error, or no
+        // free descriptor); a later scan does, from this state.
+        if (inputs.some((i) => i.matches(found))) continue;
+        let f: TrackedFile | undefined;
         try {
-          const f = await this.track(found, key, inp, false, true);
-          if (f && f.readPos > 0) {
+          f = await this.track(found, key, inp, false, true);
+        } catch (err) {
+          // Its state stays, here and in the spool: never taken for a file that is gone.
+          this.ctx.noteError(err, 'cannot open rotated file', found);
+          continue;
+        }
+        if (f) {
+          if (f.readPos > 0) {
             this.ctx.m.rotations.inc();
             log.info({ path: found, previousPath: s.path, offset: f.readPos }, 'file was rotated while the agent was down: reading it to its end');
-            continue;
           }
-          if (f) continue;
-        } catch (err) {
-          this.ctx.noteError(err, 'cannot open rotated file', found);
+          continue;
         }
+        if (this.pool.full) continue; // no free descriptor (tail.maxOpenFiles): its state stays
         this.saved.delete(key);
       }
       spool.removeFileState(key);
@@ -209,7 +219,8 @@ export class FileTracker {
 
   /**
    * A reload, before `next` replaces ctx.inputs: a file whose topic and multiline rule stay
-   * follows its new input; any other file spools what it holds and is let go, to be found
+   * follows its new input; a rotated one that an input still matches spools what it holds and
+   * follows that input in place; any other file spools what it holds and is let go, to be found
    * again by the next scan under the new rules (or not at all) from its committed offset.
    */
   async reassign(next: readonly InputRuntime[]): Promise<void> {
@@ -222,7 +233,12 @@ export class FileTracker {
         continue;
       }
       if (input && f.detached) {
-        // A rotated file keeps its rules until it is released.
+        // A rotated file cannot be let go and found again by its path: it spools what was cut
+        // under the old rules and reads its end under the new ones, in place. (Keeping the old
+        // index would point into the new list: another input's rules, or none, and its end
+        // would never be read.)
+        this.reader.safeCommit(f);
+        f.input = input.index;
         continue;
       }
       this.reader.safeCommit(f);

@@ -446,6 +446,38 @@ describe('agent tailer', () => {
     assert.ok(topics.includes('other:o'));
   });
 
+  it('keeps reading a rotated file to its end across a reload that renumbers the inputs', async () => {
+    // Two inputs; the file of the second is rotated away (renamed to a name no glob matches)
+    // and still written through the writer's descriptor; then a reload drops the first input,
+    // so the second becomes input 0. Its unread end must still be spooled, not let go.
+    const d = tempDir('tail');
+    dirs.push(d);
+    const logs = join(d.path, 'logs');
+    mkdirSync(logs);
+    const r = await start(
+      {
+        inputs: [
+          { paths: [join(logs, 'a*.log')], topic: 'first' },
+          { paths: [join(logs, 'b*.log')], topic: 'second' },
+        ],
+        tail: { rotateGraceMs: 2000 },
+      },
+      d.path,
+    );
+    const file = join(r.logs, 'b.log');
+    const fd = openSync(file, 'a');
+    writeSync(fd, lines('b', 0, 10));
+    await waitRecords(r, 10);
+    renameSync(file, join(r.logs, 'rotated-b'));
+    await waitFor(async () => (await metric(r.registry, 'ferry_agent_rotations_total')) >= 1, 5000, 'the rotation to be seen');
+    r.tailer.reload([{ ...r.cfg.inputs[1]!, topic: 'second-renamed' }]);
+    await new Promise((res) => setTimeout(res, 200)); // the reload applies at the next round
+    writeSync(fd, lines('b', 10, 20));
+    closeSync(fd);
+    const recs = await waitRecords(r, 20, 'the rotated file\'s end after the reload');
+    assertExactlyOnce(recs, expected('b', 0, 20));
+  });
+
   it('stops reading while the spool is full (offsets stay put) and resumes when acks free space', async () => {
     const r = await start({ spool: { maxBytes: 1024 * 1024 }, chunk: { maxBytes: 32 * 1024 } });
     const file = join(r.logs, 'app.log');
@@ -564,6 +596,38 @@ describe('agent tailer', () => {
     assertExactlyOnce(recs, expected('e', 0, 400));
     assert.ok((await metric(r.registry, 'ferry_agent_tail_errors_total')) >= 3);
     assert.ok(r.cap.find('spooling a chunk failed') ?? r.cap.find('reading file failed'));
+  });
+
+  it('keeps a file\'s saved offset when starting to follow it fails (disk full), and resumes there once the spool works', async () => {
+    const r = await start();
+    const file = join(r.logs, 'app.log');
+    writeFileSync(file, lines('s', 0, 20));
+    await waitRecords(r, 20);
+    await r.stop();
+    appendFileSync(file, lines('s', 20, 30));
+    // A second run on the same spool whose first file-state writes fail.
+    const spool = Spool.open({ dataDir: r.cfg.dataDir, maxBytes: r.cfg.spool.maxBytes, onFull: 'pause', synchronous: 'normal', log: silentLogger() });
+    const real = spool.saveFileState.bind(spool);
+    let failures = 0;
+    spool.saveFileState = (state) => {
+      if (failures++ < 2) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      real(state);
+    };
+    const tailer = new Tailer({ config: r.cfg, spool, log: silentLogger(), host: 'test-host' });
+    try {
+      await tailer.start();
+      const recs = await waitFor(() => {
+        const got = spooledRecords(spool);
+        return got.length >= 30 ? got : undefined;
+      }, 10_000, 'the appended lines');
+      assert.ok(failures >= 2, 'the fake failures happened');
+      await new Promise((res) => setTimeout(res, 300)); // a duplicate read from 0 would show by now
+      assertExactlyOnce(spooledRecords(spool), expected('s', 0, 30));
+      assert.equal(recs.length, 30);
+    } finally {
+      await tailer.stop(Date.now() + 5000);
+      spool.close();
+    }
   });
 
   it('a deleted file is read to its end through its descriptor, then released', async () => {
