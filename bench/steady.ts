@@ -178,6 +178,15 @@ function ferryDir(work: TempDir, name: string): string {
   return join(work.path, `ferry-${name}`);
 }
 
+/** How many descriptors a process holds open (files, sockets, watches), or '-' once it is gone. */
+function openFds(pid: number): string {
+  try {
+    return String(readdirSync(`/proc/${pid}/fd`).length);
+  } catch {
+    return '-';
+  }
+}
+
 /** `name_sum` and `name_count` of a histogram in Prometheus text (summed over labels). */
 function histogram(text: string, name: string): { sum: number; count: number } {
   let sum = 0;
@@ -266,7 +275,7 @@ async function runScenario(work: TempDir, kafka: KafkaBroker, nats: NatsServer, 
     const written = { ferry: writers.ferry.stop(), rsyslog: writers.rsyslog.stop() };
     await waitFor(() => arrivals.ferry.received >= written.ferry && arrivals.rsyslog.received >= written.rsyslog, 15_000, 'every line in Kafka').catch(() => undefined);
     const rss = Object.fromEntries(Object.entries(procs).map(([n, c]) => [n, peakRssMiB(c.pid)]));
-    console.log(`${s.name}: ferry inside: ${await ferryInside(...ports).catch((err: unknown) => `metrics not read (${String(err)})`)}`);
+    console.log(`${s.name}: ferry inside: ${await ferryInside(...ports).catch((err: unknown) => `metrics not read (${String(err)})`)}; agent descriptors ${openFds(agent.pid)}`);
     for (const a of Object.values(arrivals)) a.child.kill('SIGTERM');
     return systems.map((sys) => {
       const a = arrivals[sys];
