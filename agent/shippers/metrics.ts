@@ -1,18 +1,10 @@
 /** Transport metrics shared by the shippers (one shipper per process; get-or-create keeps tests that share a registry working). */
-import { Counter, Gauge, type Registry } from '../../shared/metrics.js';
+import { counterIn as counter, gaugeIn as gauge, type Counter, type Gauge, type Registry } from '../../shared/metrics.js';
 
 export interface TransportMetrics {
   connected: Gauge;
   disconnects: Counter;
   reconnects: Counter;
-}
-
-function counter(registry: Registry, name: string, help: string): Counter {
-  return (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, registers: [registry] });
-}
-
-function gauge(registry: Registry, name: string, help: string): Gauge {
-  return (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, registers: [registry] });
 }
 
 export function transportMetrics(registry: Registry): TransportMetrics {

@@ -12,7 +12,7 @@
  */
 import type { AgentConfig } from '../../config.js';
 import type { Logger } from '../../../shared/log.js';
-import { Counter, Gauge, type Registry } from '../../../shared/metrics.js';
+import { counterIn as counter, gaugeIn as gauge, type Counter, type Gauge, type Registry } from '../../../shared/metrics.js';
 import type { Spool } from '../../spool/spool.js';
 import type { InputRuntime, TrackedFile } from './tracked.js';
 
@@ -49,14 +49,6 @@ export interface TailContext {
   noteError(err: unknown, msg: string, path?: string): void;
   /** ends the loop's sleep */
   wake(): void;
-}
-
-function counter(registry: Registry, name: string, help: string): Counter {
-  return (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, registers: [registry] });
-}
-
-function gauge(registry: Registry, name: string, help: string): Gauge {
-  return (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, registers: [registry] });
 }
 
 /** The tailer's metrics; those already in the registry (an earlier Tailer on it) are reused. */
