@@ -16,6 +16,9 @@
  *   the spool, it is logged once at error level and shown by health/status/metrics, and it is
  *   probed again every `retry.maxMs` (an operator may fix the gateway's config meanwhile).
  * - The pump never polls: it wakes on spool appends, on send results and on its backoff timer.
+ * - Chunks just appended are kept as the spool handed them (up to FRESH_MAX_BYTES): when they
+ *   follow the cursor without a gap they are sent from memory, without reading them back; any
+ *   other case (a gap, a resend from the head, more than fits) reads the spool.
  * - Confirmed chunks are deleted from the spool in batches, ACK_FLUSH_MS after the first
  *   confirmation (or at once when ACK_FLUSH_CHUNKS wait, and at stop): one delete transaction
  *   for what a steady rate confirms meanwhile, instead of one per chunk. A chunk confirmed but
@@ -29,6 +32,9 @@ import { errorMessage } from '../../shared/errors.js';
 import { redactText } from '../../shared/redact.js';
 import type { SpoolReader, SpooledChunk } from '../spool/types.js';
 import { isFatal, isRetry, ShipFailure, type SendResult, type Shipper } from './types.js';
+
+/** Bytes of just-appended chunks kept to be sent without a spool read. */
+const FRESH_MAX_BYTES = 4 * 1024 * 1024;
 
 /** How long confirmed chunks wait to be deleted from the spool together, at most. */
 export const ACK_FLUSH_MS = 100;
@@ -139,6 +145,9 @@ export class Pump {
   private kickQueued = false;
   private unsubscribe: (() => void) | undefined;
   private pendingAcks: number[] = [];
+  /** chunks as appended, in seq order without gaps (see the top of this file) */
+  private fresh: SpooledChunk[] = [];
+  private freshBytes = 0;
   private ackQueued: NodeJS.Timeout | undefined;
   private idleWaiters: Array<() => void> = [];
 
@@ -173,7 +182,10 @@ export class Pump {
   start(): void {
     if (this.started) return;
     this.started = true;
-    this.unsubscribe = this.spool.onAppend(() => this.kick());
+    this.unsubscribe = this.spool.onAppend((chunk) => {
+      this.keepFresh(chunk);
+      this.kick();
+    });
     this.kick();
   }
 
@@ -239,7 +251,7 @@ export class Pump {
       const want = Math.min(room, this.sendBatch);
       let chunks: SpooledChunk[];
       try {
-        chunks = this.spool.readAfter(this.cursor, want, this.maxReadBytes);
+        chunks = this.takeFresh(want) ?? this.spool.readAfter(this.cursor, want, this.maxReadBytes);
       } catch (err) {
         this.log.error({ err }, 'cannot read chunks from the spool; trying again later');
         this.hold(this.retry.maxMs);
@@ -250,6 +262,35 @@ export class Pump {
       room -= chunks.length;
       if (chunks.length < want) return;
     }
+  }
+
+  private keepFresh(chunk: SpooledChunk): void {
+    const last = this.fresh[this.fresh.length - 1];
+    if ((last !== undefined && chunk.seq !== last.seq + 1) || this.freshBytes + chunk.bytes.length > FRESH_MAX_BYTES) return; // the spool has it
+    this.fresh.push(chunk);
+    this.freshBytes += chunk.bytes.length;
+  }
+
+  /** Up to `want` kept chunks right after the cursor, or undefined when the spool must be read. */
+  private takeFresh(want: number): SpooledChunk[] | undefined {
+    let skip = 0;
+    while (skip < this.fresh.length && this.fresh[skip]!.seq <= this.cursor) skip++;
+    if (skip > 0) this.dropFresh(skip);
+    if (this.fresh[0]?.seq !== this.cursor + 1) {
+      this.dropFresh(this.fresh.length); // not contiguous with the cursor: read the spool
+      return undefined;
+    }
+    let n = 0;
+    let bytes = 0;
+    while (n < this.fresh.length && n < want && (n === 0 || bytes + this.fresh[n]!.bytes.length <= this.maxReadBytes)) bytes += this.fresh[n++]!.bytes.length;
+    const out = this.fresh.slice(0, n);
+    this.dropFresh(n);
+    return out;
+  }
+
+  private dropFresh(n: number): void {
+    for (let i = 0; i < n; i++) this.freshBytes -= this.fresh[i]!.bytes.length;
+    this.fresh.splice(0, n);
   }
 
   private dispatch(chunks: SpooledChunk[]): void {

@@ -224,7 +224,7 @@ export class Spool implements SpoolReader {
   private closed = false;
   /** chunks deleted by drop-oldest in the running append transaction */
   private readonly drops: Array<{ seq: number; size: number }> = [];
-  private readonly appendListeners = new Set<() => void>();
+  private readonly appendListeners = new Set<(chunk: SpooledChunk) => void>();
   private readonly fullListeners = new Set<(full: boolean) => void>();
   private readonly st: {
     lastSeq: Statement<[], { seq: number }>;
@@ -242,7 +242,7 @@ export class Spool implements SpoolReader {
     getMeta: Statement<[string], { value: string }>;
     setMeta: Statement<[string, string]>;
   };
-  private readonly appendTxn: (draft: ChunkDraft, state: FileState) => number;
+  private readonly appendTxn: (draft: ChunkDraft, state: FileState) => SpooledChunk;
   private readonly ackTxn: (json: string) => number;
   /** metrics (the salvage at open moves two of them) */
   private readonly m: {
@@ -311,7 +311,7 @@ export class Spool implements SpoolReader {
     const d = this.st.getMeta.get('spool.droppedChunks');
     this.dropped = d ? Number(d.value) || 0 : 0;
 
-    this.appendTxn = db.transaction((draft: ChunkDraft, state: FileState): number => {
+    this.appendTxn = db.transaction((draft: ChunkDraft, state: FileState): SpooledChunk => {
       const seq = (this.st.lastSeq.get()?.seq ?? 0) + 1;
       const bytes = encodeChunk({ ...draft.header, seq }, draft.entries, draft.data);
       if (this.opts.onFull === 'drop-oldest') this.makeRoom(bytes.length);
@@ -320,7 +320,7 @@ export class Spool implements SpoolReader {
       this.totalBytes += bytes.length;
       this.totalChunks++;
       this.m.appendedBytes.inc(bytes.length);
-      return seq;
+      return { seq, topic: draft.header.topic, path: draft.header.path, lineCount: draft.header.lineCount, bytes, readAtMs: draft.header.readAtMs };
     });
     this.ackTxn = db.transaction((json: string): number => {
       let freed = 0;
@@ -445,13 +445,14 @@ export class Spool implements SpoolReader {
 
   /**
    * One transaction: encodes the chunk with the next seq, stores it, and stores the file's new
-   * state. Returns the seq. Listeners registered with onAppend are called afterwards.
+   * state. Returns the seq. Listeners registered with onAppend are called afterwards, with the
+   * chunk as stored.
    */
   append(draft: ChunkDraft, state: FileState): number {
     const before = { bytes: this.totalBytes, chunks: this.totalChunks, dropped: this.dropped, freed: this.freedSinceVacuum };
-    let seq: number;
+    let chunk: SpooledChunk;
     try {
-      seq = this.write('appending a chunk', draft.header.offsetEnd - draft.header.offsetStart, () => this.appendTxn(draft, state));
+      chunk = this.write('appending a chunk', draft.header.offsetEnd - draft.header.offsetStart, () => this.appendTxn(draft, state));
     } catch (err) {
       // The transaction rolled back: so do the in-memory totals.
       this.totalBytes = before.bytes;
@@ -461,6 +462,7 @@ export class Spool implements SpoolReader {
       this.drops.length = 0;
       throw err;
     }
+    const seq = chunk.seq;
     this.newest = seq;
     this.refreshDisk();
     // A checkpoint may need as much room as the WAL holds: keep it below half the free space.
@@ -475,7 +477,7 @@ export class Spool implements SpoolReader {
     this.m.appended.inc();
     this.updateGauges();
     this.updateFull();
-    for (const l of this.appendListeners) l();
+    for (const l of this.appendListeners) l(chunk);
     return seq;
   }
 
@@ -506,7 +508,7 @@ export class Spool implements SpoolReader {
     return () => this.fullListeners.delete(listener);
   }
 
-  onAppend(listener: () => void): () => void {
+  onAppend(listener: (chunk: SpooledChunk) => void): () => void {
     this.appendListeners.add(listener);
     return () => this.appendListeners.delete(listener);
   }

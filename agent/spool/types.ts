@@ -86,6 +86,9 @@ export interface SpoolReader {
   /** Deletes acknowledged chunks; seqs need not be contiguous. */
   ack(seqs: readonly number[]): void;
   stats(): SpoolStats;
-  /** Called (synchronously, cheaply) after every append, so shippers wake without polling. */
-  onAppend(listener: () => void): () => void;
+  /**
+   * Called (synchronously, cheaply) after every append with the chunk as stored, so shippers
+   * wake without polling and, when caught up, need not read it back.
+   */
+  onAppend(listener: (chunk: SpooledChunk) => void): () => void;
 }

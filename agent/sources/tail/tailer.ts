@@ -51,6 +51,8 @@ export interface TailerOptions {
 }
 
 const MIN_SLEEP_MS = 5;
+/** A round with many files to read gives the event loop a turn this often (reads are synchronous). */
+const YIELD_EVERY_MS = 5;
 const ERROR_LOG_INTERVAL_MS = 5000;
 
 export class Tailer {
@@ -275,10 +277,16 @@ export class Tailer {
     const poll = now >= this.nextPollAt;
     if (poll) this.nextPollAt = now + this.config.tail.pollIntervalMs;
     this.lastRoundAt = now;
+    let yieldAt = performance.now() + YIELD_EVERY_MS;
     for (const f of [...ctx.files.values()]) {
       if (ctx.stopping) return;
       if (ctx.files.get(f.key) !== f) continue; // let go during this round
       if (poll || f.dirty || flushDue(f, ctx.inputs, now)) await this.reader.checkFile(f);
+      if (performance.now() >= yieldAt) {
+        // Reads are synchronous: with many files, let the shipper's I/O in between.
+        await new Promise((resolve) => setImmediate(resolve));
+        yieldAt = performance.now() + YIELD_EVERY_MS;
+      }
     }
     now = ctx.now();
     for (const f of [...ctx.files.values()]) {

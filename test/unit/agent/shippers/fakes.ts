@@ -8,21 +8,25 @@ export class FakeSpool implements SpoolReader {
   readonly chunks = new Map<number, SpooledChunk>();
   readonly ackCalls: number[][] = [];
   readonly acked: number[] = [];
+  /** readAfter calls */
+  reads = 0;
   private nextSeq = 1;
-  private listeners = new Set<() => void>();
+  private listeners = new Set<(chunk: SpooledChunk) => void>();
 
   append(n = 1, bytes = 100): number[] {
     const seqs: number[] = [];
     for (let i = 0; i < n; i++) {
       const seq = this.nextSeq++;
-      this.chunks.set(seq, { seq, topic: 't', path: '/var/log/a.log', lineCount: 2, bytes: Buffer.alloc(bytes, seq % 256), readAtMs: Date.now() });
+      const chunk = { seq, topic: 't', path: '/var/log/a.log', lineCount: 2, bytes: Buffer.alloc(bytes, seq % 256), readAtMs: Date.now() };
+      this.chunks.set(seq, chunk);
       seqs.push(seq);
-      for (const l of this.listeners) l();
+      for (const l of this.listeners) l(chunk);
     }
     return seqs;
   }
 
   readAfter(afterSeq: number, max: number): SpooledChunk[] {
+    this.reads++;
     const out: SpooledChunk[] = [];
     for (const seq of [...this.chunks.keys()].sort((a, b) => a - b)) {
       if (seq > afterSeq) out.push(this.chunks.get(seq)!);
@@ -58,7 +62,7 @@ export class FakeSpool implements SpoolReader {
     };
   }
 
-  onAppend(listener: () => void): () => void {
+  onAppend(listener: (chunk: SpooledChunk) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

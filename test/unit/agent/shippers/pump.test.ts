@@ -64,6 +64,32 @@ describe('Pump', () => {
     assert.ok(spool.ackCalls.length <= 5, `20 confirmations in ~100 ms took ${spool.ackCalls.length} spool deletes`);
   });
 
+  it('sends chunks appended while it is caught up from memory, without reading them back from the spool', async () => {
+    const spool = new FakeSpool();
+    const shipper = new FakeShipper();
+    const { pump } = makePump(spool, shipper);
+    pump.start();
+    for (let i = 0; i < 20; i++) {
+      spool.append(1);
+      await waitFor(() => pump.status().lastAckedSeq === i + 1, 5000, `chunk ${i + 1} confirmed`);
+    }
+    assert.deepEqual(shipper.sentSeqs(), Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.equal(spool.reads, 0, 'no spool read for chunks handed over as they were appended');
+  });
+
+  it('reads the spool again when what it kept does not follow on (a resend from the head)', async () => {
+    const spool = new FakeSpool();
+    const shipper = new FakeShipper();
+    shipper.decide = (seq, attempt) => (seq === 1 && attempt === 1 ? { retry: new Error('fake: timeout') } : 'ok');
+    const { pump } = makePump(spool, shipper);
+    pump.start();
+    spool.append(3);
+    await waitFor(() => pump.status().lastAckedSeq === 3, 5000, 'every chunk confirmed after the retry');
+    assert.ok(spool.reads > 0, 'the resend read the spool');
+    const sent = shipper.sentSeqs();
+    assert.deepEqual(sent.slice(-3), [1, 2, 3], 'sent again from the head, in order');
+  });
+
   it('deletes what is confirmed at stop() before it returns', async () => {
     const spool = new FakeSpool();
     const shipper = new FakeShipper();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Spool, SPOOL_FILE, clockSeqBase } from '../../../../agent/spool/spool.js';
 import { migrate, MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../../../agent/spool/schema.js';
-import type { ChunkDraft, FileState } from '../../../../agent/spool/types.js';
+import type { ChunkDraft, FileState, SpooledChunk } from '../../../../agent/spool/types.js';
 import { fileStateKey } from '../../../../agent/spool/types.js';
 import { decodeChunk } from '../../../../shared/chunk/codec.js';
 import { SpoolVersionError } from '../../../../shared/errors.js';
@@ -118,14 +118,17 @@ describe('agent spool', () => {
     assert.equal(s.stats().oldestReadAtMs, 1006);
   });
 
-  it('calls onAppend listeners after each append until they unsubscribe', () => {
+  it('calls onAppend listeners after each append, with the chunk as stored, until they unsubscribe', () => {
     const s = open(dir());
-    let calls = 0;
-    const off = s.onAppend(() => calls++);
-    s.append(draft(['a']), state(2));
+    const seen: SpooledChunk[] = [];
+    const off = s.onAppend((c) => seen.push(c));
+    const seq = s.append(draft(['a']), state(2));
     off();
     s.append(draft(['b'], 2), state(4));
-    assert.equal(calls, 1);
+    assert.equal(seen.length, 1);
+    const stored = s.readAfter(0, 10)[0]!;
+    assert.equal(seen[0]!.seq, seq);
+    assert.deepEqual({ ...seen[0]!, bytes: Buffer.from(seen[0]!.bytes) }, { ...stored, bytes: Buffer.from(stored.bytes) }, 'what the listener got is what the spool returns');
   });
 
   it('saves and removes file states by their dev:ino key, keeping the skipping flag', () => {
