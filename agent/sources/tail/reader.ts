@@ -9,8 +9,9 @@
  *   multiline record) can be dropped at any time and read again from the file: after a crash,
  *   or when an append fails (rewind), reading resumes at the committed offset. So no line is
  *   spooled twice and none is skipped.
- * - A chunk never spans two files; the sink cuts it at chunk.maxBytes (the loop cuts it
- *   chunk.maxDelayMs after its first record).
+ * - A chunk never spans two files; the record sink below cuts it at chunk.maxBytes, read()
+ *   when the file has no more bytes (chunk.flushOnIdle), the loop chunk.maxDelayMs after its
+ *   first record.
  * - Rotation by rename: the open descriptor is kept and read to its end; it is released after
  *   tail.rotateGraceMs without growth; the new file at the path is a new file, read from its
  *   start. Deleted files are finished the same way.

@@ -16,10 +16,11 @@
  *   first record (by the loop), whichever comes first (./chunker.ts).
  * - Watch events are coalesced: a write wakes the loop tail.coalesceMs after the start of the
  *   previous round at the earliest, so a steady rate costs one round (and per file one chunk)
- *   per coalesceMs, not one per write(); after a quiet spell a write is read at once. Records and chunks are sized to what the transport takes (agent/limits.ts):
- *   a new transport limit (setTransportLimit) applies at the next round; a smaller one makes
- *   every file drop its pending chunk, which is read again from the committed offset and cut
- *   to the new size. A reload too applies at the start of a round, never during a read.
+ *   per coalesceMs, not one per write(); after a quiet spell a write is read at once.
+ * - Records and chunks are sized to what the transport takes (agent/limits.ts): a new
+ *   transport limit (setTransportLimit) applies at the next round; a smaller one makes every
+ *   file drop its pending chunk, which is read again from the committed offset and cut to the
+ *   new size. A reload too applies at the start of a round, never during a read.
  * - While the spool is full no file is read: the loop wakes for polls, scans and chunk
  *   deadlines only, and when the spool has room again.
  */
