@@ -42,6 +42,7 @@ import { spawnTracked, terminate, which, type Child } from '../test/harness/proc
 import { stableEndOffset, verifyTopic, type Verification } from './lib/kafka.js';
 import { formatProfile, summariseCpuProfile } from './lib/profile.js';
 import { findRsyslogd, writeRsyslogConf } from './lib/rsyslog.js';
+import { metricSum } from './lib/metrics.js';
 import { busiestThread, cpuSeconds, findPid, loadAverage, peakRssMiB, threadTimes, type ThreadTimes } from './lib/proc.js';
 
 const SYSTEMS = [
@@ -329,13 +330,6 @@ interface Measured {
   notes?: string;
   /** `--profile`: where the agent's and gateway's CPU went. */
   profiles?: string;
-}
-
-/** Sums of every sample of `metric` (all labels) in a Prometheus text page. */
-function metricSum(text: string, metric: string): number {
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${metric}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
-  return sum;
 }
 
 /** What the gateway did, from its /metrics: flushes, records per flush, time producing. */

@@ -27,6 +27,7 @@ import { spawnTracked, terminate, which, type Child } from '../test/harness/proc
 import { cpuSeconds, loadAverage, peakRssMiB } from './lib/proc.js';
 import { formatProfile, summariseCpuProfile } from './lib/profile.js';
 import { findRsyslogd, writeRsyslogConf } from './lib/rsyslog.js';
+import { metricSum } from './lib/metrics.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -189,14 +190,7 @@ function openFds(pid: number): string {
 
 /** `name_sum` and `name_count` of a histogram in Prometheus text (summed over labels). */
 function histogram(text: string, name: string): { sum: number; count: number } {
-  let sum = 0;
-  let count = 0;
-  for (const line of text.split('\n')) {
-    const m = /^(\w+?)(?:\{[^}]*\})? ([\d.e+-]+)$/.exec(line);
-    if (m?.[1] === `${name}_sum`) sum += Number(m[2]);
-    else if (m?.[1] === `${name}_count`) count += Number(m[2]);
-  }
-  return { sum, count };
+  return { sum: metricSum(text, `${name}_sum`), count: metricSum(text, `${name}_count`) };
 }
 
 /** Where Ferry's latency goes, from its own metrics: chunks, the agent's publish -> PubAck, the gateway's flushes. */

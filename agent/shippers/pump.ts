@@ -37,7 +37,7 @@ import { isFatal, isRetry, ShipFailure, type SendResult, type Shipper } from './
 const FRESH_MAX_BYTES = 4 * 1024 * 1024;
 
 /** How long confirmed chunks wait to be deleted from the spool together, at most. */
-export const ACK_FLUSH_MS = 100;
+const ACK_FLUSH_MS = 100;
 /** ...unless this many wait: deleted at once. */
 const ACK_FLUSH_CHUNKS = 1024;
 

@@ -578,58 +578,6 @@ describe('agent tailer', () => {
     assert.ok((await metric(r.registry, 'ferry_agent_open_files')) <= 1);
   });
 
-  it('when appends fail (disk full), reads the lines again from the last spooled offset once the spool works: none lost, none doubled', async () => {
-    const r = await start({ chunk: { maxBytes: 1024 } });
-    const file = join(r.logs, 'app.log');
-    writeFileSync(file, lines('e', 0, 50));
-    await waitRecords(r, 50);
-    const real = r.spool.append.bind(r.spool);
-    let failures = 0;
-    r.spool.append = (draft, state) => {
-      // Fail every other append for a while (three failures), mid-batch.
-      if (failures < 6 && (failures++ % 2 === 0)) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
-      return real(draft, state);
-    };
-    appendFileSync(file, lines('e', 50, 400));
-    const recs = await waitRecords(r, 400);
-    assert.ok(failures >= 6, 'the fake failures happened');
-    assertExactlyOnce(recs, expected('e', 0, 400));
-    assert.ok((await metric(r.registry, 'ferry_agent_tail_errors_total')) >= 3);
-    assert.ok(r.cap.find('spooling a chunk failed') ?? r.cap.find('reading file failed'));
-  });
-
-  it('keeps a file\'s saved offset when starting to follow it fails (disk full), and resumes there once the spool works', async () => {
-    const r = await start();
-    const file = join(r.logs, 'app.log');
-    writeFileSync(file, lines('s', 0, 20));
-    await waitRecords(r, 20);
-    await r.stop();
-    appendFileSync(file, lines('s', 20, 30));
-    // A second run on the same spool whose first file-state writes fail.
-    const spool = Spool.open({ dataDir: r.cfg.dataDir, maxBytes: r.cfg.spool.maxBytes, onFull: 'pause', synchronous: 'normal', log: silentLogger() });
-    const real = spool.saveFileState.bind(spool);
-    let failures = 0;
-    spool.saveFileState = (state) => {
-      if (failures++ < 2) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
-      real(state);
-    };
-    const tailer = new Tailer({ config: r.cfg, spool, log: silentLogger(), host: 'test-host' });
-    try {
-      await tailer.start();
-      const recs = await waitFor(() => {
-        const got = spooledRecords(spool);
-        return got.length >= 30 ? got : undefined;
-      }, 10_000, 'the appended lines');
-      assert.ok(failures >= 2, 'the fake failures happened');
-      await new Promise((res) => setTimeout(res, 300)); // a duplicate read from 0 would show by now
-      assertExactlyOnce(spooledRecords(spool), expected('s', 0, 30));
-      assert.equal(recs.length, 30);
-    } finally {
-      await tailer.stop(Date.now() + 5000);
-      spool.close();
-    }
-  });
-
   it('a deleted file is read to its end through its descriptor, then released', async () => {
     const r = await start();
     const file = join(r.logs, 'gone.log');
